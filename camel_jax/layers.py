@@ -1,0 +1,146 @@
+"""LLaMA building blocks in Flax linen: RMSNorm, rotary embeddings, attention with a KV cache, SwiGLU.
+
+Rotary layout: camel_jax uses Hugging Face's *rotate_half* layout (each head's first half pairs with its second
+half), so Hugging Face weights load with a transpose and no permutation. Meta/llama2.c checkpoints use the
+*interleaved* layout (adjacent pairs); `camel_jax.convert.llama2c` permutes their q/k rows into ours, exactly as
+transformers' `convert_llama_weights_to_hf.permute` does.
+
+Attention masking is one rule for every case: query slot i sees key slot j when j <= i (causal by slot) and
+both carry the same segment id, with 0 meaning padding. Packed rows (segment ids 1,2,3...), right or left
+padding (ids 1/0) and cached decoding (cache slots with their own segment ids) all reduce to it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from camel_jax.model_config import LlamaConfig
+from camel_jax.partition import BATCH, constrain
+
+Array = Any
+
+
+def _dtype(name: str):
+    return jnp.dtype(name)
+
+
+class RMSNorm(nn.Module):
+    eps: float
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+        xf = x.astype(jnp.float32)
+        xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        # HF casts back to the input dtype before multiplying by the weight.
+        return (xf.astype(self.dtype) * scale.astype(self.dtype)).astype(self.dtype)
+
+
+def rotary_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
+    """cos/sin of shape [B, T, head_dim] for integer positions [B, T], in fp32."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, hd/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
+    """x: [B, T, heads, hd]; rotate_half layout."""
+    half = x.shape[-1] // 2
+    xf = x.astype(jnp.float32)
+    rot = jnp.concatenate([-xf[..., half:], xf[..., :half]], axis=-1)
+    out = xf * cos[:, :, None, :] + rot * sin[:, :, None, :]
+    return out.astype(x.dtype)
+
+
+def attention_mask(q_slots: Array, q_seg: Array, k_slots: Array, k_seg: Array) -> Array:
+    """Boolean [B, 1, Tq, Tk] mask: causal by slot, same segment, and the key not padding."""
+    causal = k_slots[:, None, :] <= q_slots[:, :, None]
+    same = (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] != 0)
+    return (causal & same)[:, None]
+
+
+def dot_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """q [B,Tq,H,hd], k/v [B,Tk,KV,hd] (grouped-query when KV < H), softmax in fp32."""
+    b, tq, h, hd = q.shape
+    kv = k.shape[2]
+    q = q.reshape(b, tq, kv, h // kv, hd)
+    scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(hd).astype(
+        jnp.float32)
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    # A fully masked query row (padding with no visible key) gets zeros, never NaN.
+    probs = jnp.where(mask[:, :, None].any(-1, keepdims=True), probs, 0.0).astype(v.dtype)
+    out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v)
+    return out.reshape(b, tq, h, hd)
+
+
+class Attention(nn.Module):
+    config: LlamaConfig
+
+    @nn.compact
+    def __call__(self, x, cos, sin, q_slots, q_seg, cache=None):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
+        dense = lambda feats, name: nn.Dense(feats, use_bias=False, dtype=dt, param_dtype=pdt, name=name,
+                                             kernel_init=nn.initializers.normal(0.02))
+        b, t, _ = x.shape
+        q = dense(h * hd, "q")(x).reshape(b, t, h, hd)
+        k = dense(kvh * hd, "k")(x).reshape(b, t, kvh, hd)
+        v = dense(kvh * hd, "v")(x).reshape(b, t, kvh, hd)
+        q = constrain(q, (BATCH, None, "mp", None))
+        k = constrain(k, (BATCH, None, "mp", None))
+        v = constrain(v, (BATCH, None, "mp", None))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is None:
+            mask = attention_mask(q_slots, q_seg, q_slots, q_seg)
+            new_cache = None
+        else:
+            # Write this step's keys at their slots, then attend over the whole cache.
+            start = q_slots[0, 0]
+            ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, start, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, start, 0, 0))
+            cseg = jax.lax.dynamic_update_slice(cache["seg"], q_seg.astype(cache["seg"].dtype), (0, start))
+            k_slots = jnp.broadcast_to(jnp.arange(ck.shape[1])[None], (b, ck.shape[1]))
+            mask = attention_mask(q_slots, q_seg, k_slots, cseg)
+            k, v = ck.astype(dt), cv.astype(dt)
+            new_cache = {"k": ck, "v": cv, "seg": cseg}
+        out = dot_attention(q, k, v, mask)
+        out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)
+        return dense(cfg.hidden_size, "o")(out), new_cache
+
+
+class MLP(nn.Module):
+    config: LlamaConfig
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        dense = lambda feats, name: nn.Dense(feats, use_bias=False, dtype=dt, param_dtype=pdt, name=name,
+                                             kernel_init=nn.initializers.normal(0.02))
+        gate = dense(cfg.intermediate_size, "gate")(x)
+        up = dense(cfg.intermediate_size, "up")(x)
+        hidden = constrain(nn.silu(gate) * up, (BATCH, None, "mp"))
+        return dense(cfg.hidden_size, "down")(hidden)
+
+
+class DecoderLayer(nn.Module):
+    """One pre-norm LLaMA block. Signature fits nn.scan: (carry, per-layer xs) -> (carry, ys)."""
+    config: LlamaConfig
+
+    @nn.compact
+    def __call__(self, x, cache, cos, sin, q_slots, q_seg):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        attn_out, new_cache = Attention(cfg, name="attn")(
+            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, q_slots, q_seg, cache)
+        x = constrain(x + attn_out, (BATCH, None, None))
+        x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x))
+        return constrain(x, (BATCH, None, None)), new_cache

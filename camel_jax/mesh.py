@@ -1,0 +1,110 @@
+"""`--mesh=dp4,mp8` specs: parsing, checking against the devices, model and batch, and building the Mesh.
+
+Every check here runs before anything is traced or compiled, so a wrong flag costs seconds, not an hour.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh
+
+from camel_jax.model_config import LlamaConfig
+
+AXES = ("dp", "fsdp", "mp")
+
+
+class MeshError(ValueError):
+    pass
+
+
+def parse_mesh(spec: str | None, num_devices: int) -> dict[str, int]:
+    """'dp4,mp8' or 'dp2,fsdp-1' -> {'dp': 4, 'fsdp': 1, 'mp': 8}; unnamed axes are 1, one axis may be -1 (the rest).
+    Empty/None puts every device on fsdp."""
+    sizes = {a: 1 for a in AXES}
+    if not spec:
+        sizes["fsdp"] = num_devices
+        return sizes
+    seen, rest = set(), None
+    for part in spec.replace(" ", "").split(","):
+        m = re.fullmatch(r"([a-z]+)[:=]?(-1|\d+)", part)
+        if not m:
+            raise MeshError(f"--mesh={spec!r}: cannot parse {part!r}; expected entries like dp4, fsdp-1, mp8")
+        name, size = m.group(1), int(m.group(2))
+        if name not in AXES:
+            raise MeshError(f"--mesh={spec!r}: unknown axis {name!r}; axes are {', '.join(AXES)}")
+        if name in seen:
+            raise MeshError(f"--mesh={spec!r}: axis {name!r} given twice")
+        seen.add(name)
+        if size == -1:
+            if rest is not None:
+                raise MeshError(f"--mesh={spec!r}: only one axis may be -1, got {rest!r} and {name!r}")
+            rest = name
+        elif size == 0:
+            raise MeshError(f"--mesh={spec!r}: axis {name!r} has size 0")
+        else:
+            sizes[name] = size
+    known = math.prod(sizes[a] for a in AXES if a != rest)
+    if rest is not None:
+        if num_devices % known:
+            raise MeshError(f"--mesh={spec!r}: {num_devices} devices do not divide by the fixed axes' product {known}")
+        sizes[rest] = num_devices // known
+    total = math.prod(sizes.values())
+    if total != num_devices:
+        raise MeshError(f"--mesh={spec!r} needs {total} devices but {num_devices} are available "
+                        f"({jax.default_backend()}); use -1 on one axis to take the rest")
+    return sizes
+
+
+def check_model(sizes: dict[str, int], cfg: LlamaConfig) -> None:
+    """Model-parallel divisibility: heads, kv heads and widths must split evenly."""
+    mp, fsdp = sizes["mp"], sizes["fsdp"]
+    errs = []
+    if cfg.num_heads % mp:
+        errs.append(f"num_heads {cfg.num_heads} is not divisible by mp={mp}")
+    if cfg.kv_heads % mp:
+        errs.append(f"num_kv_heads {cfg.kv_heads} is not divisible by mp={mp}")
+    if cfg.intermediate_size % mp:
+        errs.append(f"intermediate_size {cfg.intermediate_size} is not divisible by mp={mp}")
+    if cfg.vocab_size % mp:
+        errs.append(f"vocab_size {cfg.vocab_size} is not divisible by mp={mp}")
+    if cfg.hidden_size % fsdp:
+        errs.append(f"hidden_size {cfg.hidden_size} is not divisible by fsdp={fsdp}")
+    if errs:
+        raise MeshError("mesh does not fit the model: " + "; ".join(errs))
+
+
+def check_batch(sizes: dict[str, int], batch: int, what: str = "batch size") -> None:
+    shards = sizes["dp"] * sizes["fsdp"]
+    if batch % shards:
+        raise MeshError(f"{what} {batch} is not divisible by dp×fsdp = {sizes['dp']}×{sizes['fsdp']} = {shards}")
+
+
+def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    devices = list(devices if devices is not None else jax.devices())
+    shape = tuple(sizes[a] for a in AXES)
+    try:
+        arr = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+    except (ValueError, NotImplementedError, AssertionError):
+        arr = np.asarray(devices).reshape(shape)
+    return Mesh(arr, AXES)
+
+
+def build_mesh(spec: str | None, cfg: LlamaConfig | None = None, batch: int | None = None,
+               devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Parse and check everything, then build. The only entry point the CLIs use."""
+    devices = list(devices if devices is not None else jax.devices())
+    sizes = parse_mesh(spec, len(devices))
+    if cfg is not None:
+        check_model(sizes, cfg)
+    if batch is not None:
+        check_batch(sizes, batch)
+    return make_mesh(sizes, devices)
+
+
+def mesh_str(mesh: Mesh) -> str:
+    return ",".join(f"{a}{mesh.shape[a]}" for a in mesh.axis_names)

@@ -1,0 +1,94 @@
+"""The LLaMA decoder-only language model.
+
+Layers are stacked with `nn.scan` (parameters carry a leading layer axis), so compile time does not grow with
+depth; remat wraps the scanned block. The same module runs training (full sequences, packed or padded) and
+cached decoding (`init_cache` + `cache=`), so the sampler and the train step share one set of weights and code.
+
+Parameter tree (scanned):
+  embed/embedding [V, D]; layers/{attn_norm,mlp_norm}/scale [L, D];
+  layers/attn/{q,k,v}/kernel [L, D, heads*hd]; layers/attn/o/kernel [L, heads*hd, D];
+  layers/mlp/{gate,up}/kernel [L, D, F]; layers/mlp/down/kernel [L, F, D]; final_norm/scale [D]; lm_head/kernel [D, V]
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from camel_jax.layers import DecoderLayer, RMSNorm, rotary_tables
+from camel_jax.model_config import LlamaConfig
+from camel_jax.partition import BATCH, constrain
+
+_REMAT = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "save_dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Llama(nn.Module):
+    config: LlamaConfig
+
+    def setup(self):
+        cfg = self.config
+        dt, pdt = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        self.embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
+                              embedding_init=nn.initializers.normal(0.02))
+        body = DecoderLayer
+        if cfg.remat != "none":
+            body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
+        self.layers = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
+                              in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+                              length=cfg.num_layers)(cfg)
+        self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
+                                    kernel_init=nn.initializers.normal(0.02))
+
+    def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None):
+        """tokens [B, T] int. positions [B, T] (rotary positions; restart per packed segment).
+        segment_ids [B, T]: 0 = padding, equal ids attend to each other; default all ones.
+        cache: from `init_cache`; cache_index: the slot of tokens[:, 0] in it. Returns (logits fp32, cache)."""
+        cfg = self.config
+        b, t = tokens.shape
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, t), jnp.int32)
+        start = 0 if cache_index is None else cache_index
+        q_slots = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32)[None], (b, t))
+        if positions is None:
+            positions = q_slots
+        x = constrain(self.embed(tokens), (BATCH, None, None))
+        cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
+        x, new_cache = self.layers(x, cache, cos, sin, q_slots, segment_ids)
+        x = self.final_norm(x)
+        if cfg.tie_embeddings:
+            logits = self.embed.attend(x)
+        else:
+            logits = self.lm_head(x)
+        logits = constrain(logits.astype(jnp.float32), (BATCH, None, "mp"))
+        return logits, new_cache
+
+
+def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype: Any = None) -> dict:
+    """An empty KV cache: k/v [L, B, S, kv_heads, hd] and per-slot segment ids (0 = empty)."""
+    dt = jnp.dtype(dtype or config.dtype)
+    shape = (config.num_layers, batch, max_len, config.kv_heads, config.dim_per_head)
+    return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
+            "seg": jnp.zeros((config.num_layers, batch, max_len), jnp.int32)}
+
+
+def init_params(config: LlamaConfig, rng: jax.Array) -> dict:
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    return Llama(config).init(rng, tokens)["params"]
+
+
+def abstract_params(config: LlamaConfig) -> dict:
+    """Shapes and dtypes of the parameter tree without allocating (jax.eval_shape)."""
+    return jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Rotary positions for a (left- or right-) padded batch: 0 at each row's first real token."""
+    mask = mask.astype(jnp.int32)
+    return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)

@@ -1,0 +1,109 @@
+"""The one canonical table of LLaMA model presets, and the config dataclass every layer reads.
+
+Every other module (model, partition rules, conversion, planner, configs/) takes sizes from here, so a
+preset is defined exactly once. Sizes of the published models follow Meta's params.json files and the
+Hugging Face configs converted from them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+REMAT_POLICIES = ("none", "full", "save_dots")
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_layers: int = 32
+    num_heads: int = 32
+    num_kv_heads: int | None = None  # None: multi-head attention (= num_heads)
+    head_dim: int | None = None  # None: hidden_size // num_heads
+    max_seq_len: int = 2048
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    tie_embeddings: bool = False
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    # Numerics and memory; not part of the architecture, so conversion ignores them.
+    param_dtype: str = "float32"
+    dtype: str = "bfloat16"  # compute dtype
+    remat: str = "none"
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    def replace(self, **kw: Any) -> "LlamaConfig":
+        return dataclasses.replace(self, **kw)
+
+    def validate(self) -> "LlamaConfig":
+        """Fail with a clear message before anything is compiled."""
+        errs = []
+        for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_seq_len"):
+            if int(getattr(self, f)) <= 0:
+                errs.append(f"{f} must be positive, got {getattr(self, f)}")
+        if self.head_dim is None and self.num_heads > 0 and self.hidden_size % self.num_heads:
+            errs.append(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads > 0 and self.kv_heads > 0 and self.num_heads % self.kv_heads:
+            errs.append(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.kv_heads}")
+        if self.num_heads > 0 and self.dim_per_head % 2:
+            errs.append(f"head_dim {self.dim_per_head} must be even for rotary embeddings")
+        if self.remat not in REMAT_POLICIES:
+            errs.append(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+        for f in ("param_dtype", "dtype"):
+            if getattr(self, f) not in ("float32", "bfloat16", "float16"):
+                errs.append(f"{f} must be float32, bfloat16 or float16, got {getattr(self, f)!r}")
+        if errs:
+            raise ValueError("invalid model config: " + "; ".join(errs))
+        return self
+
+    def num_params(self) -> int:
+        """Exact parameter count from the shapes (no allocation)."""
+        d, f, v, hd = self.hidden_size, self.intermediate_size, self.vocab_size, self.dim_per_head
+        attn = d * self.num_heads * hd * 2 + d * self.kv_heads * hd * 2
+        per_layer = attn + 3 * d * f + 2 * d
+        head = 0 if self.tie_embeddings else d * v
+        return v * d + self.num_layers * per_layer + d + head
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (6N plus causal attention), for MFU."""
+        n = self.num_params() - self.vocab_size * self.hidden_size  # embedding lookup is not a matmul
+        attn = 6 * self.num_layers * self.num_heads * self.dim_per_head * seq_len  # 12*L*H*hd*T/2 (causal)
+        return 6.0 * n + attn
+
+
+def _llama(d, f, layers, heads, kv=None, vocab=32000, seq=2048, theta=10000.0, eps=1e-6) -> LlamaConfig:
+    return LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=f, num_layers=layers, num_heads=heads,
+                       num_kv_heads=kv, max_seq_len=seq, rope_theta=theta, rms_norm_eps=eps)
+
+
+PRESETS: dict[str, LlamaConfig] = {
+    # LLaMA-1 (Touvron et al. 2023); "30b" is the model Meta released as 33B.
+    "llama-7b": _llama(4096, 11008, 32, 32),
+    "llama-13b": _llama(5120, 13824, 40, 40),
+    "llama-30b": _llama(6656, 17920, 60, 52),
+    "llama-65b": _llama(8192, 22016, 80, 64),
+    # Llama 2
+    "llama2-7b": _llama(4096, 11008, 32, 32, seq=4096, eps=1e-5),
+    "llama2-13b": _llama(5120, 13824, 40, 40, seq=4096, eps=1e-5),
+    "llama2-70b": _llama(8192, 28672, 80, 64, kv=8, seq=4096, eps=1e-5),
+    # Small presets for tests and CPU benchmarks.
+    "bench-58m": _llama(512, 1376, 8, 8, seq=2048),
+    "tiny-mha": _llama(64, 176, 2, 4, vocab=256, seq=128),
+    "tiny-gqa": _llama(64, 176, 2, 4, kv=2, vocab=256, seq=128),
+    # llama2.c stories260K: dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512.
+    "stories260k": _llama(64, 172, 5, 8, kv=4, vocab=512, seq=512, eps=1e-5),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> LlamaConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].replace(**overrides).validate()
