@@ -1,0 +1,23 @@
+"""Test-wide set-up: 8 simulated CPU devices, and the path to ../shared (tests needing it skip, visibly, without it)."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED = pathlib.Path(os.environ.get("CAMEL_JAX_SHARED", REPO.parent / "shared"))
+TEST_DATA = REPO / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """../shared/data, or a skip naming what is missing."""
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip(f"needs the shared data folder {path} (present in CI; absent in a user's fresh clone)")
+    return path
