@@ -33,7 +33,7 @@ def test_padded_batch_logits_match(kv, side):
         sl = slice(12 - n, 12) if side == "left" else slice(0, n)
         tokens[r, sl] = rng.randint(3, 96, n)
         mask[r, sl] = 1
-    pos = np.asarray(positions_from_mask(jnp.asarray(mask)))
+    pos = np.array(positions_from_mask(jnp.asarray(mask)))  # a writable copy for torch
     ours, _ = Llama(cfg).apply({"params": params}, jnp.asarray(tokens, jnp.int32), positions=jnp.asarray(pos),
                                segment_ids=jnp.asarray(mask, jnp.int32))
     with torch.no_grad():
