@@ -1,0 +1,154 @@
+"""Save and load model parameters as Orbax checkpoints, from converted checkpoints and training runs alike.
+
+A converted checkpoint (`convert import-hf` / `import-llama2c`) is CKPT_DIR/{model_config.json, params/, tokenizer/}.
+A training run writes <out>/{model_config.json, tokenizer/, checkpoints/<step>/{state,meta}} where `state` is the
+train-state dict {"step", "params", "opt_state", "rng"}; `load_params` restores only its `params` subtree (Orbax
+partial restore), so exporting or sampling a 65B run never reads the optimizer moments. With `shardings` every
+array is restored straight into its shards; without, arrays come back as host numpy (nothing on a device).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+
+from camel_jax.model_config import LlamaConfig
+
+CONFIG_FILE = "model_config.json"
+PARAMS_DIR = "params"
+TOKENIZER_DIR = "tokenizer"
+STATE_ITEM = "state"
+
+
+def config_to_dict(cfg: LlamaConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict, source: str = "model config") -> LlamaConfig:
+    fields = {f.name for f in dataclasses.fields(LlamaConfig)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ValueError(f"{source}: unknown LlamaConfig fields {unknown}; known: {sorted(fields)}")
+    return LlamaConfig(**d).validate()
+
+
+def _root_and_params(ckpt_dir: str) -> tuple[str, str, bool]:
+    """(folder holding model_config.json and tokenizer/, Orbax directory to read, is a train state)."""
+    path = os.path.abspath(ckpt_dir)
+    if os.path.isdir(os.path.join(path, PARAMS_DIR)) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        return path, os.path.join(path, PARAMS_DIR), False
+    if os.path.isdir(os.path.join(path, STATE_ITEM)):  # <out>/checkpoints/<step>
+        root = os.path.dirname(os.path.dirname(path))
+        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            root = path
+        return root, os.path.join(path, STATE_ITEM), True
+    if os.path.isdir(os.path.join(path, "checkpoints")):  # <out>: the newest finalized step
+        from orbax.checkpoint import step as ocp_step
+
+        steps = sorted(ocp_step.checkpoint_steps(os.path.join(path, "checkpoints")))
+        if not steps:
+            raise FileNotFoundError(f"{path}/checkpoints holds no finished checkpoint")
+        return _root_and_params(os.path.join(path, "checkpoints", str(steps[-1])))
+    raise FileNotFoundError(
+        f"{ckpt_dir} is not a camel_jax checkpoint: expected {CONFIG_FILE} with {PARAMS_DIR}/ (a converted "
+        f"checkpoint), a training step folder holding {STATE_ITEM}/, or a training output folder with checkpoints/")
+
+
+def checkpoint_root(ckpt_dir: str) -> str:
+    """The folder holding model_config.json and tokenizer/ for any accepted checkpoint path."""
+    return _root_and_params(ckpt_dir)[0]
+
+
+def tokenizer_dir(ckpt_dir: str) -> str | None:
+    path = os.path.join(checkpoint_root(ckpt_dir), TOKENIZER_DIR)
+    return path if os.path.isdir(path) else None
+
+
+def load_model_config(ckpt_dir: str) -> LlamaConfig:
+    path = os.path.join(checkpoint_root(ckpt_dir), CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"missing {path}: every camel_jax checkpoint keeps its model config there")
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    return config_from_dict(d, path)
+
+
+def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str | None = None) -> str:
+    """Write CKPT_DIR/{model_config.json, params/, tokenizer/}. `tokenizer_dir` is a folder (copied file by file)
+    or a single tokenizer.model file."""
+    import orbax.checkpoint as ocp
+
+    ckpt_dir = os.path.abspath(ckpt_dir)
+    target = os.path.join(ckpt_dir, PARAMS_DIR)
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} already exists; choose a new checkpoint folder")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    with ocp.PyTreeCheckpointer() as ckptr:
+        ckptr.save(target, args=ocp.args.PyTreeSave(params))
+    with open(os.path.join(ckpt_dir, CONFIG_FILE), "w") as f:
+        json.dump(config_to_dict(cfg), f, indent=2)
+    if tokenizer_dir:
+        dst = os.path.join(ckpt_dir, TOKENIZER_DIR)
+        os.makedirs(dst, exist_ok=True)
+        if os.path.isfile(tokenizer_dir):
+            shutil.copy2(tokenizer_dir, os.path.join(dst, "tokenizer.model"))
+        else:
+            for name in sorted(os.listdir(tokenizer_dir)):
+                if os.path.isfile(os.path.join(tokenizer_dir, name)):
+                    shutil.copy2(os.path.join(tokenizer_dir, name), os.path.join(dst, name))
+    return ckpt_dir
+
+
+def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) -> tuple[Any, LlamaConfig]:
+    """(params, cfg) from a converted checkpoint, a training step folder or a training output folder.
+
+    shardings: a tree of jax.sharding.Sharding matching the parameter tree (e.g. `partition.tree_shardings`);
+    each array is then read directly into its shards. dtype: cast on restore (default: as stored)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from camel_jax.model import abstract_params
+
+    cfg = load_model_config(ckpt_dir)
+    _, item_dir, is_state = _root_and_params(ckpt_dir)
+    abstract = abstract_params(cfg)
+    if shardings is not None:
+        got, want = jax.tree_util.tree_structure(shardings), jax.tree_util.tree_structure(abstract)
+        if got != want:
+            raise ValueError(f"shardings tree does not match the parameter tree of {ckpt_dir}: {got} vs {want}")
+        restore = jax.tree_util.tree_map(
+            lambda a, s: ocp.ArrayRestoreArgs(sharding=s, global_shape=a.shape, dtype=dtype), abstract, shardings)
+    else:
+        restore = jax.tree_util.tree_map(lambda a: ocp.RestoreArgs(restore_type=np.ndarray, dtype=dtype), abstract)
+    item = jax.tree_util.tree_map(lambda a: 0, abstract)
+    if is_state:
+        item, restore = {"params": item}, {"params": restore}
+    try:
+        with ocp.PyTreeCheckpointer() as ckptr:
+            out = ckptr.restore(item_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore,
+                                                                       partial_restore=is_state))
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{item_dir}: does not hold the parameters of the model in "
+                         f"{checkpoint_root(ckpt_dir)}/{CONFIG_FILE}: {e}") from e
+    params = out["params"] if is_state else out
+    for path, (a, b) in _leaf_pairs(abstract, params):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"{item_dir}: parameter {path} has shape {tuple(b.shape)}, the model config implies "
+                             f"{tuple(a.shape)}")
+    return params, cfg
+
+
+def _leaf_pairs(a: Any, b: Any):
+    import jax
+
+    flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
+    flat_b = jax.tree_util.tree_leaves(b)
+    for (path, x), y in zip(flat_a, flat_b):
+        yield jax.tree_util.keystr(path), (x, y)

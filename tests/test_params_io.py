@@ -1,0 +1,105 @@
+"""params_io: Orbax round trips, direct sharded restore, and params out of a training checkpoint."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from camel_jax import params_io
+from camel_jax.mesh import build_mesh
+from camel_jax.model import init_params
+from camel_jax.model_config import get_preset
+from camel_jax.partition import tree_shardings, tree_specs
+
+CFG = get_preset("tiny-gqa", dtype="float32")
+
+
+def numpy_params(seed=0):
+    return jax.tree_util.tree_map(np.asarray, init_params(CFG, jax.random.PRNGKey(seed)))
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_with_config_and_tokenizer(tmp_path):
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.model").write_bytes(b"spm")
+    params = numpy_params()
+    params_io.save_params(str(tmp_path / "ckpt"), params, CFG, tokenizer_dir=str(tok))
+    loaded, cfg = params_io.load_params(str(tmp_path / "ckpt"))
+    assert cfg == CFG
+    assert all(isinstance(x, np.ndarray) for x in jax.tree_util.tree_leaves(loaded))
+    assert_trees_equal(params, loaded)
+    assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer.model").read_bytes() == b"spm"
+    assert params_io.tokenizer_dir(str(tmp_path / "ckpt")) == str(tmp_path / "ckpt" / "tokenizer")
+    with pytest.raises(FileExistsError, match="already exists"):
+        params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
+
+
+def test_sharded_restore_puts_each_leaf_in_its_shards(tmp_path):
+    params = numpy_params()
+    params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
+    mesh = build_mesh("dp2,fsdp2,mp2")
+    loaded, _ = params_io.load_params(str(tmp_path / "ckpt"), shardings=tree_shardings(params, mesh))
+    assert_trees_equal(params, jax.tree_util.tree_map(np.asarray, loaded))
+    q = loaded["layers"]["attn"]["q"]["kernel"]  # [L, D, H*hd] with spec (None, fsdp, mp)
+    assert q.sharding.spec == tree_specs(params)["layers"]["attn"]["q"]["kernel"]
+    assert {s.data.shape for s in q.addressable_shards} == {(2, 32, 32)}
+
+
+def test_dtype_cast_on_restore(tmp_path):
+    params_io.save_params(str(tmp_path / "ckpt"), numpy_params(), CFG)
+    loaded, _ = params_io.load_params(str(tmp_path / "ckpt"), dtype="bfloat16")
+    assert {str(x.dtype) for x in jax.tree_util.tree_leaves(loaded)} == {"bfloat16"}
+
+
+def write_training_run(out, steps):
+    """A training output folder laid out as the training checkpoint contract says."""
+    import optax
+    import orbax.checkpoint as ocp
+
+    os.makedirs(out)
+    with open(os.path.join(out, "model_config.json"), "w") as f:
+        json.dump(params_io.config_to_dict(CFG), f)
+    saved = {}
+    with ocp.CheckpointManager(os.path.join(out, "checkpoints"), item_names=("state", "meta")) as mgr:
+        for step in steps:
+            params = init_params(CFG, jax.random.PRNGKey(step))
+            state = {"step": np.int32(step), "params": params, "opt_state": optax.adamw(1e-3).init(params),
+                     "rng": jax.random.PRNGKey(0)}
+            mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave({"data_position": step})))
+            saved[step] = jax.tree_util.tree_map(np.asarray, params)
+        mgr.wait_until_finished()
+    return saved
+
+
+def test_params_out_of_training_checkpoints(tmp_path):
+    out = str(tmp_path / "run")
+    saved = write_training_run(out, [1, 2])
+    os.makedirs(os.path.join(out, "checkpoints", "3.orbax-checkpoint-tmp-1234", "state"))  # half-written: ignored
+    newest, cfg = params_io.load_params(out)
+    assert cfg == CFG
+    assert_trees_equal(saved[2], newest)
+    first, _ = params_io.load_params(os.path.join(out, "checkpoints", "1"))
+    assert_trees_equal(saved[1], first)
+    assert params_io.checkpoint_root(os.path.join(out, "checkpoints", "1")) == out
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is not a camel_jax checkpoint"):
+        params_io.load_params(str(tmp_path))
+    params_io.save_params(str(tmp_path / "ckpt"), numpy_params(), CFG)
+    with open(tmp_path / "ckpt" / "model_config.json", "w") as f:
+        json.dump({**params_io.config_to_dict(CFG), "hidden_size": 96}, f)
+    with pytest.raises(ValueError, match=r"ckpt/params: parameter .*has shape \(256, 64\), the model config implies"):
+        params_io.load_params(str(tmp_path / "ckpt"))
+    with open(tmp_path / "ckpt" / "model_config.json", "w") as f:
+        json.dump({**params_io.config_to_dict(CFG), "n_embd": 96}, f)
+    with pytest.raises(ValueError, match=r"model_config.json: unknown LlamaConfig fields \['n_embd'\]"):
+        params_io.load_model_config(str(tmp_path / "ckpt"))
