@@ -66,7 +66,8 @@ class Tally:
         self.bad[reason] += 1
 
     def drop(self, reason: str, n: int = 1) -> None:
-        self.dropped[reason] += n
+        if n:
+            self.dropped[reason] += n
 
     def attempt(self, rec: Record, fn: Callable[[Any], Any]) -> Any:
         """fn(rec.data), or None after rejecting the record if fn raises BadRecord."""
