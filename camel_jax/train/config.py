@@ -70,6 +70,7 @@ def base_config() -> ConfigDict:
     c.train.eps = 1e-8
     c.train.max_grad_norm = 1.0
     c.train.loss_reduction = "token"
+    c.train.micro_mean_rows = 0  # micro_mean only: rows per averaged group (open-instruct: per-GPU batch); 0 = micro-batch
     c.train.seed = 42
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
@@ -81,6 +82,7 @@ def base_config() -> ConfigDict:
     c.train.export_hf_at_end = ""  # a directory: write a Hugging Face checkpoint there at the end
     c.train.nan_at_step = -1  # test hook: make the loss of this step NaN (checks the NaN stop); -1: off
     c.sample = ConfigDict()
+    c.sample.enabled = True  # greedy answers before and after training (held-out examples and sample.prompts)
     c.sample.prompts = ()  # instructions to answer greedily before and after training (besides held-out ones)
     c.sample.max_new_tokens = 64
     return c
