@@ -80,3 +80,15 @@ def test_module_entry_point_and_light_imports(tmp_path):
             "print(sorted(m for m in ('tensorflow', 'seqio', 'torch', 'jax', 'transformers') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_download_script_covers_every_dataset_and_parses():
+    script = REPO / "scripts" / "download_data.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    from camel_jax.data.converters import DATASETS
+
+    listed = text.split('ALL="')[1].split('"')[0].split()
+    assert sorted(listed) == sorted(DATASETS)
+    for name in DATASETS:
+        assert f"    {name})" in text or f"    {name})  #" in text
