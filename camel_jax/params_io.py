@@ -24,6 +24,24 @@ TOKENIZER_DIR = "tokenizer"
 STATE_ITEM = "state"
 
 
+def _checkpointer(saving: bool = False):
+    """A synchronous PyTree checkpointer that keeps host memory near one copy of the model while saving: no
+    defensive deep copy of host (numpy) arrays, no zstd compression buffers (fp32/bf16 weights shrink < 10%
+    under it), and at most 1 GB in flight. Measured on a 0.88 GB tree: peak RSS 2.65 GB with Orbax's defaults,
+    1.17 GB with these."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    th = ocp.type_handlers
+    kw = {}
+    if saving:
+        kw["type_handler_registry"] = th.create_type_handler_registry(
+            (int, th.ScalarHandler()), (float, th.ScalarHandler()), (np.number, th.ScalarHandler()),
+            (np.ndarray, th.NumpyHandler(deepcopy_host_arrays=False)), (jax.Array, th.get_type_handler(jax.Array)))
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False, save_concurrent_gb=1,
+                                                        restore_concurrent_gb=1, **kw))
+
+
 def config_to_dict(cfg: LlamaConfig) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -90,7 +108,7 @@ def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists; choose a new checkpoint folder")
     os.makedirs(ckpt_dir, exist_ok=True)
-    with ocp.PyTreeCheckpointer() as ckptr:
+    with _checkpointer(saving=True) as ckptr:
         ckptr.save(target, args=ocp.args.PyTreeSave(params))
     with open(os.path.join(ckpt_dir, CONFIG_FILE), "w") as f:
         json.dump(config_to_dict(cfg), f, indent=2)
@@ -131,7 +149,7 @@ def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) 
     if is_state:
         item, restore = {"params": item}, {"params": restore}
     try:
-        with ocp.PyTreeCheckpointer() as ckptr:
+        with _checkpointer() as ckptr:
             out = ckptr.restore(item_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore,
                                                                        partial_restore=is_state))
     except (ValueError, KeyError) as e:

@@ -1,4 +1,6 @@
 """HF <-> camel_jax mapping: logits parity with transformers' LlamaForCausalLM on tiny random models."""
+import json
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,118 @@ def test_missing_and_misshapen_tensors_are_named():
     sd["model.norm.weight"] = sd["model.norm.weight"][:-1]
     with pytest.raises(hf.ConversionError, match=r"'model.norm.weight' has shape \(63,\)"):
         hf.params_from_hf_state_dict(sd, cfg)
+
+
+# ------------------------------------------------------------------------------------- import-hf / export-hf
+
+from camel_jax import params_io  # noqa: E402
+from camel_jax.convert.__main__ import main as convert_main  # noqa: E402
+from camel_jax.convert.safetensors_io import SafetensorsFile  # noqa: E402
+
+
+def save_hf(model, path, fmt):
+    """A HF folder as published: config.json plus safetensors (save_pretrained) or a pickled .bin state dict."""
+    if fmt == "safetensors":
+        model.save_pretrained(path)
+    else:
+        path.mkdir()
+        model.config.save_pretrained(path)
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+    return path
+
+
+def read_export(hf_dir):
+    out = {}
+    for f in sorted(hf_dir.glob("*.safetensors")):
+        st = SafetensorsFile(str(f))
+        out.update({k: np.array(st.get(k)) for k in st.keys()})
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_import_then_export_is_bit_exact_and_loads_in_transformers(tmp_path, fmt):
+    model = tiny_hf_model(kv=2)
+    src = save_hf(model, tmp_path / "hf", fmt)
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    # 64-row layer tensors are 16 KiB in fp32: a 40 KB limit forces several shards and an index.
+    assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--max_shard_size", "40KB"]) == 0
+    out = tmp_path / "out"
+    assert (out / "model.safetensors.index.json").is_file() and len(list(out.glob("model-*-of-*.safetensors"))) > 2
+    exported, original = read_export(out), {k: v.numpy() for k, v in model.state_dict().items()}
+    assert sorted(exported) == sorted(original)
+    for k in original:
+        assert exported[k].dtype == np.float32 and np.array_equal(exported[k], original[k]), k
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(out).eval()
+    tokens = torch.randint(0, 128, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(reloaded(tokens).logits, model(tokens).logits)
+
+
+def test_bf16_export_matches_torch_rounding(tmp_path):
+    model = tiny_hf_model(kv=1, tie=True)
+    src = save_hf(model, tmp_path / "hf", "safetensors")
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--dtype", "bfloat16"]) == 0
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "out")
+    assert reloaded.dtype == torch.bfloat16 and reloaded.config.tie_word_embeddings
+    ref = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    for k, v in reloaded.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+
+
+def test_bf16_hf_input_imports_exactly(tmp_path):
+    model = tiny_hf_model(kv=2).to(torch.bfloat16)
+    src = save_hf(model, tmp_path / "hf", "safetensors")
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    params, _ = params_io.load_params(str(tmp_path / "ckpt"))
+    q = params["layers"]["attn"]["q"]["kernel"][1]
+    assert q.dtype == np.float32
+    assert np.array_equal(q, model.model.layers[1].self_attn.q_proj.weight.detach().float().numpy().T)
+
+
+def test_tokenizer_travels_and_autotokenizer_gives_llama_ids(tmp_path, shared_data):
+    import shutil
+
+    sp_model = shared_data / "llama_tokenizer" / "tokenizer.model"
+    src = save_hf(tiny_hf_model(), tmp_path / "hf", "safetensors")
+    shutil.copy(sp_model, src / "tokenizer.model")  # a bare tokenizer.model, as Meta ships it
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer.model").read_bytes() == sp_model.read_bytes()
+    assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 0
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert tok("The capital of France is")["input_ids"] == [1, 450, 7483, 310, 3444, 338]
+
+
+def test_export_accepts_a_training_checkpoint(tmp_path):
+    from test_params_io import CFG, write_training_run
+
+    saved = write_training_run(str(tmp_path / "run"), [3])
+    assert convert_main(["export-hf", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+    exported = read_export(tmp_path / "out")
+    assert np.array_equal(exported["model.layers.1.mlp.down_proj.weight"],
+                          saved[3]["layers"]["mlp"]["down"]["kernel"][1].T)
+    assert hf.config_from_hf(transformers.AutoConfig.from_pretrained(tmp_path / "out").to_dict()) == \
+        CFG.replace(dtype="bfloat16")
+
+
+def test_bad_inputs_name_the_file(tmp_path, capsys):
+    model = tiny_hf_model()
+    src = save_hf(model, tmp_path / "hf", "safetensors")
+    (src / "config.json").rename(src / "config.bak")
+    assert convert_main(["import-hf", str(src), str(tmp_path / "c1")]) == 2
+    assert f"{src}/config.json: missing" in capsys.readouterr().err
+    conf = json.loads((src / "config.bak").read_text())
+    (src / "config.json").write_text(json.dumps({**conf, "model_type": "mistral", "architectures": ["Mistral"]}))
+    assert convert_main(["import-hf", str(src), str(tmp_path / "c2")]) == 2
+    assert f"{src}/config.json: unknown architecture" in capsys.readouterr().err
+    (src / "config.json").write_text(json.dumps(conf))
+    sd = {k: v for k, v in model.state_dict().items() if k != "model.layers.0.self_attn.v_proj.weight"}
+    import safetensors.torch
+
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, src / "model.safetensors",
+                                metadata={"format": "pt"})
+    assert convert_main(["import-hf", str(src), str(tmp_path / "c3")]) == 2
+    assert f"{src}/model.safetensors: missing tensor 'model.layers.0.self_attn.v_proj.weight'" in \
+        capsys.readouterr().err
+    assert convert_main(["export-hf", str(tmp_path / "nothing"), str(tmp_path / "o")]) == 2
+    assert f"{tmp_path}/nothing is not a camel_jax checkpoint" in capsys.readouterr().err

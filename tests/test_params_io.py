@@ -52,6 +52,12 @@ def test_sharded_restore_puts_each_leaf_in_its_shards(tmp_path):
     assert {s.data.shape for s in q.addressable_shards} == {(2, 32, 32)}
 
 
+def test_device_arrays_save_too(tmp_path):
+    params = init_params(CFG, jax.random.PRNGKey(1))
+    params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
+    assert_trees_equal(jax.tree_util.tree_map(np.asarray, params), params_io.load_params(str(tmp_path / "ckpt"))[0])
+
+
 def test_dtype_cast_on_restore(tmp_path):
     params_io.save_params(str(tmp_path / "ckpt"), numpy_params(), CFG)
     loaded, _ = params_io.load_params(str(tmp_path / "ckpt"), dtype="bfloat16")

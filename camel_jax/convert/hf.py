@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from camel_jax import params_io
+from camel_jax.convert.safetensors_io import SafetensorsFile, np_dtype, write_safetensors
 from camel_jax.model_config import LlamaConfig
 
 # (HF name template, our path, transpose). "{i}" marks a per-layer tensor stacked on a leading layer axis.
@@ -36,14 +38,6 @@ LLAMA_ARCHITECTURES = ("LlamaForCausalLM", "LlamaModel", "LLaMAForCausalLM")
 
 class ConversionError(ValueError):
     """Bad conversion input; the message names the offending file or tensor."""
-
-
-def _np_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
 
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -122,15 +116,15 @@ def hf_tensor_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
 
 
 def _entries(cfg: LlamaConfig) -> Iterator[tuple[str, tuple[str, ...], int | None, bool]]:
-    """(HF name, our path, layer index or None, transpose) for every tensor, in HF's usual order."""
-    for template, path, transpose in TENSOR_MAP:
-        if path[0] == "lm_head" and cfg.tie_embeddings:
-            continue
-        if "{i}" in template:
-            for i in range(cfg.num_layers):
+    """(HF name, our path, layer index or None, transpose) for every tensor, layer by layer as HF orders them."""
+    glob = [e for e in TENSOR_MAP if "{i}" not in e[0] and not (e[1][0] == "lm_head" and cfg.tie_embeddings)]
+    yield glob[0][0], glob[0][1], None, glob[0][2]  # embeddings first
+    for i in range(cfg.num_layers):
+        for template, path, transpose in TENSOR_MAP:
+            if "{i}" in template:
                 yield template.format(i=i), path, i, transpose
-        else:
-            yield template, path, None, transpose
+    for name, path, transpose in glob[1:]:
+        yield name, path, None, transpose
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -152,18 +146,19 @@ def params_from_hf_state_dict(get_tensor: Callable[[str], Any] | Mapping[str, An
     `get_tensor(name)` is called once per tensor and may return a memory map; each result is copied into its
     slot of a preallocated stack and dropped, so peak memory is one copy of the model plus one tensor."""
     fetch = get_tensor.__getitem__ if isinstance(get_tensor, Mapping) else get_tensor
-    dt = _np_dtype(dtype or cfg.param_dtype)
+    dt = np_dtype(dtype or cfg.param_dtype)
     shapes = hf_tensor_shapes(cfg)
     params: dict = {}
     for name, path, layer, transpose in _entries(cfg):
         want = shapes[name]
+        where = getattr(get_tensor, "source_of", lambda n: "")(name)
         try:
             w = fetch(name)
         except KeyError:
-            raise ConversionError(f"missing tensor {name!r}") from None
+            raise ConversionError(f"{where}missing tensor {name!r}") from None
         w = np.asarray(w)
         if tuple(w.shape) != want:
-            raise ConversionError(f"tensor {name!r} has shape {tuple(w.shape)}, the config implies {want}")
+            raise ConversionError(f"{where}tensor {name!r} has shape {tuple(w.shape)}, the config implies {want}")
         w = w.T if transpose else w
         if layer is None:
             _set(params, path, np.array(w, dtype=dt))
@@ -180,7 +175,7 @@ def params_from_hf_state_dict(get_tensor: Callable[[str], Any] | Mapping[str, An
 def iter_hf_tensors(params: Mapping, cfg: LlamaConfig, dtype: str | None = None
                     ) -> Iterator[tuple[str, np.ndarray]]:
     """(HF name, contiguous [out, in] array) one at a time, so an export never holds a second copy of the model."""
-    dt = _np_dtype(dtype) if dtype else None
+    dt = np_dtype(dtype) if dtype else None
     for name, path, layer, transpose in _entries(cfg):
         w = np.asarray(_get(params, path) if layer is None else _get(params, path)[layer])
         w = w.T if transpose else w
@@ -189,3 +184,177 @@ def iter_hf_tensors(params: Mapping, cfg: LlamaConfig, dtype: str | None = None
 
 def hf_state_dict_from_params(params: Mapping, cfg: LlamaConfig, dtype: str | None = None) -> dict[str, np.ndarray]:
     return dict(iter_hf_tensors(params, cfg, dtype))
+
+
+# ----------------------------------------------------------------------------------------------------- files
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja")
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # buffers some old checkpoints saved; recomputed, never loaded
+
+
+def _torch_to_numpy(t: Any) -> np.ndarray:
+    import torch
+
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16: reinterpret the bits, no copy
+        return t.view(torch.int16).numpy().view(np_dtype("bfloat16"))
+    return t.numpy()
+
+
+class HFWeights:
+    """Tensor name -> array over the weight files of a HF folder, opening each file when first needed."""
+
+    def __init__(self, hf_dir: str):
+        self.hf_dir = hf_dir
+        self._files: dict[str, Any] = {}
+        for index, single in (("model.safetensors.index.json", "model.safetensors"),
+                              ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+            if os.path.isfile(os.path.join(hf_dir, index)):
+                self.source = os.path.join(hf_dir, index)
+                try:
+                    with open(self.source) as f:
+                        wmap = json.load(f)["weight_map"]
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise ConversionError(f"{self.source}: not a weight index ({e!r})") from None
+                self.where = {k: os.path.join(hf_dir, v) for k, v in wmap.items()}
+                break
+            if os.path.isfile(os.path.join(hf_dir, single)):
+                self.source = os.path.join(hf_dir, single)
+                self.where = {k: self.source for k in self._open(self.source)}
+                break
+        else:
+            raise ConversionError(f"{hf_dir}: no weights found (expected model.safetensors[.index.json] or "
+                                  f"pytorch_model.bin[.index.json])")
+
+    def _open(self, path: str) -> Any:
+        if path in self._files:
+            return self._files[path]
+        self._files.clear()  # one file open at a time: shards are read in order, and mapped pages get released
+        if not os.path.isfile(path):
+            raise ConversionError(f"{self.source}: names {path}, which does not exist")
+        if path.endswith(".safetensors"):
+            f = SafetensorsFile(path)
+            opened = {k: (lambda k=k, f=f: f.get(k)) for k in f.keys()}
+        else:
+            try:
+                import torch
+            except ImportError:
+                raise ConversionError(f"{path}: reading pytorch_model*.bin needs torch (pip install torch "
+                                      f"--index-url https://download.pytorch.org/whl/cpu), or convert to "
+                                      f"safetensors first") from None
+            try:  # weights_only: tensors and plain containers only, never arbitrary pickled code
+                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # pre-zipfile torch format cannot be memory-mapped
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise ConversionError(f"{path}: cannot be read safely as a torch state dict ({e})") from None
+            opened = {k: (lambda t=t: _torch_to_numpy(t)) for k, t in sd.items()}
+        self._files[path] = opened
+        return opened
+
+    def source_of(self, name: str) -> str:
+        return f"{self.where.get(name, self.source)}: "
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self.where:
+            raise KeyError(name)
+        tensors = self._open(self.where[name])
+        if name not in tensors:
+            raise KeyError(name)
+        return tensors[name]()
+
+
+def import_hf(hf_dir: str, ckpt_dir: str, param_dtype: str = "float32") -> LlamaConfig:
+    """HF LLaMA folder -> camel_jax checkpoint (model_config.json, Orbax params/, tokenizer/)."""
+    cfg_path = os.path.join(hf_dir, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise ConversionError(f"{cfg_path}: missing; a Hugging Face model folder needs its config.json")
+    try:
+        with open(cfg_path) as f:
+            hf_cfg = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{cfg_path}: invalid JSON ({e})") from None
+    cfg = config_from_hf(hf_cfg, cfg_path, param_dtype=param_dtype)
+    if os.path.exists(os.path.join(ckpt_dir, params_io.PARAMS_DIR)):
+        raise FileExistsError(f"{ckpt_dir}/{params_io.PARAMS_DIR} already exists; choose a new checkpoint folder")
+    weights = HFWeights(hf_dir)
+    expected = set(hf_tensor_shapes(cfg)) | ({"lm_head.weight"} if cfg.tie_embeddings else set())
+    unexpected = sorted(k for k in weights.where if k not in expected and not k.endswith(IGNORED_SUFFIXES))
+    if unexpected:
+        raise ConversionError(f"{weights.source}: tensors a plain LLaMA does not have: {unexpected[:8]}"
+                              f"{' ...' if len(unexpected) > 8 else ''}")
+    params = params_from_hf_state_dict(weights, cfg)
+    del weights
+    params_io.save_params(ckpt_dir, params, cfg)
+    present = [n for n in TOKENIZER_FILES if os.path.isfile(os.path.join(hf_dir, n))]
+    if present:
+        os.makedirs(os.path.join(ckpt_dir, params_io.TOKENIZER_DIR), exist_ok=True)
+        for n in present:
+            shutil.copy2(os.path.join(hf_dir, n), os.path.join(ckpt_dir, params_io.TOKENIZER_DIR, n))
+    return cfg
+
+
+def parse_size(text: str) -> int:
+    """'5GB' -> 5e9 bytes, '500MiB' -> 500*2**20 (Hugging Face's convention)."""
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    t = str(text).strip().upper()
+    for u, mult in units.items():
+        if t.endswith(u) and t[:-len(u)].strip().replace(".", "", 1).isdigit():
+            return int(float(t[:-len(u)]) * mult)
+    if t.isdigit():
+        return int(t)
+    raise ValueError(f"--max_shard_size {text!r}: expected a size such as 5GB, 500MB or 2GiB")
+
+
+def write_tokenizer(src: str | None, hf_dir: str) -> list[str]:
+    """Copy tokenizer files; a bare tokenizer.model gets a tokenizer_config.json naming LlamaTokenizer with BOS on,
+    without which AutoTokenizer (transformers 5.x) silently yields different ids (reference tokenizer_notes.md)."""
+    written = []
+    for n in TOKENIZER_FILES if src else ():
+        if os.path.isfile(os.path.join(src, n)):
+            shutil.copy2(os.path.join(src, n), os.path.join(hf_dir, n))
+            written.append(n)
+    if "tokenizer.model" in written and "tokenizer_config.json" not in written:
+        with open(os.path.join(hf_dir, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
+                       "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True}, f, indent=2)
+        written.append("tokenizer_config.json")
+    return written
+
+
+def export_hf(ckpt_dir: str, hf_dir: str, dtype: str | None = None, max_shard_size: str = "5GB") -> list[str]:
+    """camel_jax checkpoint (converted or training) -> HF folder loadable by LlamaForCausalLM and AutoTokenizer.
+    dtype defaults to the stored parameter dtype, so an fp32 export reproduces every tensor bit for bit."""
+    if os.path.isdir(hf_dir) and os.listdir(hf_dir):
+        raise FileExistsError(f"{hf_dir} exists and is not empty; choose a new output folder")
+    limit = parse_size(max_shard_size)
+    params, cfg = params_io.load_params(ckpt_dir, dtype=dtype)  # cast per array while restoring
+    dt = np_dtype(dtype or cfg.param_dtype)
+    shapes = hf_tensor_shapes(cfg)
+    shards: list[dict] = [{}]
+    size = 0
+    for name, *_ in _entries(cfg):
+        nbytes = int(np.prod(shapes[name])) * dt.itemsize
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][name] = (shapes[name], dt)
+        size += nbytes
+    os.makedirs(hf_dir, exist_ok=True)
+    tensors = iter_hf_tensors(params, cfg, dtype or cfg.param_dtype)
+    files = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))])
+    total = 0
+    for fname, spec in zip(files, shards):
+        total += write_safetensors(os.path.join(hf_dir, fname), (next(tensors) for _ in spec), spec)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total},
+                 "weight_map": {n: f for f, spec in zip(files, shards) for n in spec}}
+        with open(os.path.join(hf_dir, "model.safetensors.index.json"), "w") as f:
+            json.dump(index, f, indent=2)
+    with open(os.path.join(hf_dir, "config.json"), "w") as f:
+        json.dump(hf_config_dict(cfg, str(dt)), f, indent=2)
+    with open(os.path.join(hf_dir, "generation_config.json"), "w") as f:
+        json.dump({"_from_model_config": True, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id},
+                  f, indent=2)
+    return files + write_tokenizer(params_io.tokenizer_dir(ckpt_dir), hf_dir)
