@@ -1,0 +1,163 @@
+"""The jitted train step: gradient accumulation over micro-batches, clipping + AdamW, metrics.
+
+``train_step = make_train_step(cfg, optimizer, mesh, grad_accum, loss_reduction)``;
+``state, metrics = train_step(state, batch)``.
+
+* ``batch``: the data pipeline's dict (``inputs``, ``targets`` int32, ``loss_mask`` float32, and optionally
+  ``segment_ids``, ``positions`` int32), each shaped ``[grad_accum, micro_rows, T]``: one optimizer step's global
+  batch split into ``grad_accum`` micro-batches (``micro_rows`` a multiple of dp×fsdp; rows are sharded over
+  ``BATCH`` on axis 1). Keys beyond these are ignored.
+* Accumulation: `lax.scan` over micro-batches, each adding ``grad(sum(nll * weights))`` in fp32 into an accumulator
+  kept in the parameters' sharding; one multiplication by the reduction's scale at the end (see `loss.py`), so
+  ``token`` is exactly the global token mean whatever the split.
+* ``metrics`` (fp32 scalars, replicated): ``loss`` (this reduction, before the update), ``grad_norm`` (global norm
+  before clipping), ``lr`` (the learning rate this update used), ``n_tokens`` (trained tokens in the batch).
+* The state is donated; the same inputs give bitwise the same outputs (no randomness; fixed reduction order).
+
+`lower_train_step` traces the same function on ShapeDtypeStructs (nothing allocated) for compile-only planning:
+``lower_train_step(cfg, optimizer, mesh, grad_accum, micro_rows, seq_len).compile()`` on a TPU topology mesh.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from camel_jax.model import Llama
+from camel_jax.model_config import LlamaConfig
+from camel_jax.partition import BATCH
+from camel_jax.train.loss import check_reduction, loss_weights, token_nll
+from camel_jax.train.optimizer import current_lr
+from camel_jax.train.state import abstract_train_state, state_shardings, with_shardings
+
+REQUIRED_KEYS = ("inputs", "targets", "loss_mask")
+OPTIONAL_KEYS = ("segment_ids", "positions")
+_DTYPES = {"inputs": jnp.int32, "targets": jnp.int32, "loss_mask": jnp.float32, "segment_ids": jnp.int32,
+           "positions": jnp.int32}
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """[grad_accum, micro_rows, T] with rows split over (dp, fsdp)."""
+    return NamedSharding(mesh, P(None, BATCH, None))
+
+
+def _data_shards(mesh: jax.sharding.Mesh) -> int:
+    return int(mesh.shape.get("dp", 1) * mesh.shape.get("fsdp", 1))
+
+
+def _check_shape(shape: tuple, grad_accum: int, mesh: jax.sharding.Mesh, what: str) -> None:
+    if len(shape) != 3:
+        raise ValueError(f"train batch {what} must be [grad_accum, micro_rows, T], got shape {tuple(shape)}")
+    if shape[0] != grad_accum:
+        raise ValueError(f"train batch {what} has {shape[0]} micro-batches on axis 0 but train.grad_accum is "
+                         f"{grad_accum}")
+    if shape[1] % _data_shards(mesh):
+        raise ValueError(f"train batch {what}: micro-batch of {shape[1]} rows is not divisible by dp×fsdp = "
+                         f"{_data_shards(mesh)} (global batch / grad_accum must split over the data axes)")
+
+
+def _select(batch: dict, grad_accum: int, mesh: jax.sharding.Mesh) -> dict:
+    missing = [k for k in REQUIRED_KEYS if k not in batch]
+    if missing:
+        raise KeyError(f"train batch lacks {missing}; it has {sorted(batch)}")
+    out = {k: batch[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in batch}
+    shape = tuple(out["inputs"].shape)
+    for k, v in out.items():
+        _check_shape(tuple(v.shape), grad_accum, mesh, k)
+        if tuple(v.shape) != shape:
+            raise ValueError(f"train batch {k} has shape {tuple(v.shape)}, inputs has {shape}")
+    return out
+
+
+def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTransformation, reduction: str,
+          micro_mean_rows: int | None, grad_shardings: Any) -> tuple[dict, dict]:
+    params = state["params"]
+    weights, scale = loss_weights(batch["loss_mask"], reduction, micro_mean_rows)
+
+    def micro_loss(p, mb, w):
+        logits, _ = model.apply({"params": p}, mb["inputs"], positions=mb.get("positions"),
+                                segment_ids=mb.get("segment_ids"))
+        return jnp.sum(token_nll(logits, mb["targets"]) * w)
+
+    grad_fn = jax.value_and_grad(micro_loss)
+
+    def body(carry, xs):
+        acc, loss_sum = carry
+        mb, w = xs
+        loss, grads = grad_fn(params, mb, w)
+        acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc, grads)
+        acc = jax.lax.with_sharding_constraint(acc, grad_shardings)
+        return (acc, loss_sum + loss), None
+
+    acc0 = jax.lax.with_sharding_constraint(
+        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), grad_shardings)
+    (acc, loss_sum), _ = jax.lax.scan(body, (acc0, jnp.zeros((), jnp.float32)), (batch, weights))
+    grads = jax.tree.map(lambda g, p: (g * scale).astype(p.dtype), acc, params)
+    grad_norm = optax.tree.norm(grads).astype(jnp.float32)
+    updates, opt_state = optimizer.update(grads, state["opt_state"], params)
+    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
+                 "opt_state": opt_state, "rng": state["rng"]}
+    metrics = {"loss": loss_sum * scale, "grad_norm": grad_norm, "lr": current_lr(opt_state),
+               "n_tokens": jnp.sum(batch["loss_mask"].astype(jnp.float32))}
+    return new_state, metrics
+
+
+@functools.lru_cache(maxsize=8)  # same (cfg, optimizer, mesh, reduction): reuse the jit and its compiled executables
+def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+            loss_reduction: str, micro_mean_rows: int | None):
+    check_reduction(loss_reduction, None, micro_mean_rows)
+    abstract = abstract_train_state(cfg, optimizer)
+    shardings = state_shardings(abstract, mesh)
+    fn = functools.partial(_step, model=Llama(cfg), optimizer=optimizer, reduction=loss_reduction,
+                           micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"])
+    jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
+                     out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
+    return jitted, abstract, shardings
+
+
+def make_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                    grad_accum: int, loss_reduction: str = "token",
+                    micro_mean_rows: int | None = None) -> Callable[[dict, dict], tuple[dict, dict]]:
+    """`train_step(state, batch) -> (state, metrics)`, jitted with the partition rules' shardings on `mesh`.
+    The state must carry those shardings (`init_train_state(..., shardings=state_shardings(...))` or
+    `Checkpointer.restore`); it is donated. `micro_mean_rows`: see `loss.py` (micro_mean only)."""
+    if grad_accum < 1:
+        raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
+    jitted, _, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows)
+
+    def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
+        batch = _select(batch, grad_accum, mesh)
+        if micro_mean_rows is not None:
+            check_reduction(loss_reduction, batch["inputs"].shape[1], micro_mean_rows)
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+
+    train_step.jitted = jitted
+    train_step.state_shardings = shardings
+    return train_step
+
+
+def abstract_batch(mesh: jax.sharding.Mesh, grad_accum: int, micro_rows: int, seq_len: int,
+                   packed: bool = True) -> dict:
+    """ShapeDtypeStructs (with sharding) of one global batch."""
+    shape = (grad_accum, micro_rows, seq_len)
+    _check_shape(shape, grad_accum, mesh, "shape")
+    keys = REQUIRED_KEYS + (OPTIONAL_KEYS if packed else ())
+    return {k: jax.ShapeDtypeStruct(shape, _DTYPES[k], sharding=batch_sharding(mesh)) for k in keys}
+
+
+def lower_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                     grad_accum: int, micro_rows: int, seq_len: int, loss_reduction: str = "token",
+                     micro_mean_rows: int | None = None, packed: bool = True) -> jax.stages.Lowered:
+    """The train step lowered for abstract inputs on `mesh` (no array is allocated): call `.compile()` on the
+    result for memory/cost analysis, e.g. on a mesh of `jax.experimental.topologies` TPU devices."""
+    jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows)
+    if micro_mean_rows is not None:
+        check_reduction(loss_reduction, micro_rows, micro_mean_rows)
+    batch = abstract_batch(mesh, grad_accum, micro_rows, seq_len, packed)
+    with jax.set_mesh(mesh):
+        return jitted.lower(with_shardings(abstract, shardings), batch)

@@ -1,0 +1,156 @@
+"""The train step: exact gradient accumulation under `token`, micro_mean differing on uneven masks, the same
+result on every mesh as on one device, determinism, and compile-only lowering of a 7B step."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from camel_jax.mesh import build_mesh
+from camel_jax.model import Llama
+from camel_jax.model_config import get_preset
+from camel_jax.train.loss import reduce_sums, token_nll_sums
+from camel_jax.train.optimizer import make_optimizer
+from camel_jax.train.state import init_train_state
+from camel_jax.train.step import lower_train_step, make_train_step
+
+CFG = get_preset("tiny-mha", dtype="float32")
+T = 16
+# SGD with lr 1: params after one step are params - grads, so comparing params compares the gradients themselves.
+SGD = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+
+
+def _batch(rows, seed=0):
+    """Packed rows of two segments each, with very uneven loss masks (some rows have 1 trained token)."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(3, CFG.vocab_size, (rows, T)).astype(np.int32)
+    targets = rng.integers(3, CFG.vocab_size, (rows, T)).astype(np.int32)
+    cut = rng.integers(4, T - 4, rows)
+    slot = np.arange(T)[None]
+    segment_ids = np.where(slot < cut[:, None], 1, 2).astype(np.int32)
+    segment_ids[:, -2:] = 0  # padding tail
+    positions = np.where(slot < cut[:, None], slot, slot - cut[:, None]).astype(np.int32)
+    positions[:, -2:] = 0
+    n_trained = rng.integers(1, T - 2, rows)
+    n_trained[::3] = 1
+    loss_mask = ((slot >= (T - 2 - n_trained[:, None])) & (segment_ids > 0)).astype(np.float32)
+    return {"inputs": inputs, "targets": targets, "loss_mask": loss_mask, "segment_ids": segment_ids,
+            "positions": positions}
+
+
+def _split(batch, accum):
+    return {k: v.reshape(accum, v.shape[0] // accum, *v.shape[1:]) for k, v in batch.items()}
+
+
+def _one_device():
+    return build_mesh("dp1", CFG, devices=jax.devices()[:1])
+
+
+def _run(mesh, optimizer, batch, accum, reduction="token", steps=1):
+    step = make_train_step(CFG, optimizer, mesh, accum, reduction)
+    state = init_train_state(CFG, optimizer, jax.random.PRNGKey(0), shardings=step.state_shardings)
+    metrics = []
+    for _ in range(steps):
+        state, m = step(state, _split(batch, accum))
+        metrics.append({k: float(v) for k, v in m.items()})
+    return jax.device_get(state), metrics
+
+
+def _assert_trees_close(a, b, atol):
+    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=atol,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.fixture(scope="module")
+def accum_runs():
+    batch = _batch(8)
+    mesh = _one_device()
+    return batch, {(r, a): _run(mesh, SGD, batch, a, r) for r, a in
+                   (("token", 4), ("token", 1), ("micro_mean", 4))}
+
+
+def test_token_reduction_accumulation_is_exact(accum_runs):
+    batch, runs = accum_runs
+    (s4, m4), (s1, m1) = runs[("token", 4)], runs[("token", 1)]
+    _assert_trees_close(s4["params"], s1["params"], atol=1e-6)
+    np.testing.assert_allclose(m4[0]["loss"], m1[0]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(m4[0]["grad_norm"], m1[0]["grad_norm"], rtol=1e-6)
+    assert m4[0]["n_tokens"] == m1[0]["n_tokens"] == batch["loss_mask"].sum()
+    assert int(s4["step"]) == 1
+
+
+def _reference_losses(batch, accum):
+    """Per-micro-batch NLL sums and token counts from plain forward passes at the initial params."""
+    params = init_train_state(CFG, SGD, jax.random.PRNGKey(0))["params"]
+    fwd = jax.jit(lambda p, b: token_nll_sums(Llama(CFG).apply({"params": p}, b["inputs"], positions=b["positions"],
+                                                               segment_ids=b["segment_ids"])[0],
+                                              b["targets"], b["loss_mask"]))
+    sums = [fwd(params, {k: v[i] for k, v in _split(batch, accum).items()}) for i in range(accum)]
+    return jnp.array([s for s, _ in sums]), jnp.array([n for _, n in sums])
+
+
+def test_losses_match_forward_reference_and_micro_mean_differs(accum_runs):
+    batch, runs = accum_runs
+    sums, counts = _reference_losses(batch, 4)
+    np.testing.assert_allclose(runs[("token", 4)][1][0]["loss"], float(reduce_sums(sums, counts, "token")), rtol=1e-6)
+    micro = runs[("micro_mean", 4)]
+    np.testing.assert_allclose(micro[1][0]["loss"], float(reduce_sums(sums, counts, "micro_mean")), rtol=1e-6)
+    # Uneven masks: open-instruct's mean of micro-batch means is a different objective with different gradients.
+    assert abs(micro[1][0]["loss"] - runs[("token", 4)][1][0]["loss"]) > 1e-3
+    diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+               for x, y in zip(jax.tree.leaves(micro[0]["params"]), jax.tree.leaves(runs[("token", 4)][0]["params"])))
+    assert diff > 1e-4
+
+
+@pytest.fixture(scope="module")
+def mesh_reference():
+    # The real chain (clip at 1.0 + AdamW + schedule, 1 warmup step: lr 0 then 1e-3). eps=1e-3 keeps the AdamW
+    # update a smooth function of the gradient, so float-rounding differences between meshes cannot be amplified
+    # by m / (sqrt(v) + eps) on near-zero gradients (with eps=1e-8 a 1e-9 difference there can move a weight by lr).
+    opt = make_optimizer(1e-3, total_steps=10, warmup_ratio=0.1, eps=1e-3)
+    batch = _batch(16, seed=2)
+    return opt, batch, _run(_one_device(), opt, batch, 2, steps=2)
+
+
+def test_step_is_deterministic_and_reports_lr(mesh_reference):
+    opt, batch, (ref_state, ref_metrics) = mesh_reference
+    assert [m["lr"] for m in ref_metrics] == [0.0, pytest.approx(1e-3, rel=1e-6)]
+    assert ref_metrics[0]["grad_norm"] > 1.0  # clipping is active in these runs
+    state, metrics = _run(_one_device(), opt, batch, 2, steps=2)
+    assert metrics == ref_metrics
+    for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))  # bitwise
+
+
+@pytest.mark.parametrize("spec", ["dp8", "fsdp8", "dp2,fsdp2,mp2"])
+def test_meshes_match_one_device(mesh_reference, spec):
+    opt, batch, (ref_state, ref_metrics) = mesh_reference
+    state, metrics = _run(build_mesh(spec, CFG), opt, batch, 2, steps=2)
+    for m, r in zip(metrics, ref_metrics):
+        for k in ("loss", "grad_norm", "lr", "n_tokens"):
+            np.testing.assert_allclose(m[k], r[k], rtol=1e-5, err_msg=k)
+    _assert_trees_close(state["params"], ref_state["params"], atol=1e-5)
+
+
+def test_bad_batches_fail_before_compiling():
+    mesh = build_mesh("dp2,fsdp2,mp2", CFG)
+    step = make_train_step(CFG, SGD, mesh, 2)
+    state = None  # never reached: the batch is checked first
+    with pytest.raises(ValueError, match="not divisible by dp×fsdp = 4"):
+        step(state, _split(_batch(4), 2))
+    with pytest.raises(ValueError, match="train.grad_accum is 2"):
+        step(state, _split(_batch(8), 4))
+    with pytest.raises(KeyError, match="loss_mask"):
+        step(state, {k: v for k, v in _split(_batch(8), 2).items() if k != "loss_mask"})
+
+
+def test_lower_7b_abstractly():
+    cfg = get_preset("llama-7b")
+    mesh = build_mesh("fsdp2,mp2", cfg, devices=jax.devices()[:4])
+    lowered = lower_train_step(cfg, make_optimizer(total_steps=1000), mesh, grad_accum=2, micro_rows=4, seq_len=256)
+    assert isinstance(lowered, jax.stages.Lowered)
+    args = lowered.in_avals[0][0]  # (state, batch) avals
+    q = args["params"]["layers"]["attn"]["q"]["kernel"]
+    assert q.shape == (32, 4096, 4096)
+    assert "sharding" in lowered.as_text()[:200000]
