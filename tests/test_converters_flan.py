@@ -132,3 +132,17 @@ def test_real_flan_cot_tsvs(shared_data):
     again, _ = convert_dataset("cot", str(raw), seed=42, zero_shot=50, few_shot=50)
     assert small == again and len(small) == 100
     assert any("Options:\n(A)" in g["messages"][0]["content"] for g in got)
+
+
+def test_flan_v2_resample_on_real_flan_text(shared_data, tmp_path):
+    """No raw FLAN v2 export is available offline; resample FLAN-formatted CoT submixes rendered from real TSVs."""
+    raw = shared_data / "flan_v2"
+    zs, fs = C.render_submixes(str(raw / "cot_data"), C.load_templates(str(raw / "templates.py")),
+                               random.Random(0), Tally(), 300, 300)
+    _write_jsonl(tmp_path / "cot_zsopt.jsonl", [{"inputs": r["inputs"], "targets": r["targets"]} for r in zs])
+    _write_jsonl(tmp_path / "cot_fsopt.jsonl", [{"inputs": r["inputs"], "targets": r["targets"]} for r in fs])
+    portions = {"cot_zsopt": 0.5, "cot_fsopt": 0.5}
+    got, t = convert_dataset("flan_v2", str(tmp_path), total=200, portions=portions)
+    assert len(got) == 200 and t.read == 600 and t.dropped["not_sampled"] == 400
+    assert got == convert_dataset("flan_v2", str(tmp_path), total=200, portions=portions)[0]
+    assert {g["messages"][1]["content"] for g in got} <= {r["targets"] for r in zs + fs}
