@@ -177,44 +177,61 @@ def read_json_list(path: str, tally: Tally) -> Iterator[Record]:
     indentation (how every published dataset file here is laid out); a file laid out otherwise stops there.
     """
     data = _open_bytes(path)
+    lossy = False
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         if not tally.skip_bad:
             raise RecordError(f"{path}: line {_line_of(data, e.start)}: non_utf8: byte {data[e.start]:#04x} "
                               f"(use --skip_bad_records to skip and count such records)") from None
-        text = data.decode("utf-8", errors="surrogateescape")
+        text, lossy = data.decode("utf-8", errors="surrogateescape"), True
+    del data
+    lines = _LineCounter(text)
     dec = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if pos >= len(text) or text[pos] != "[":
-        raise RecordError(f"{path}: line {_line_of(text, pos)}: expected a JSON list of records")
+        raise RecordError(f"{path}: line {lines.at(pos)}: expected a JSON list of records")
     pos = _skip_ws(text, pos + 1)
     indent = text[text.rfind("\n", 0, pos) + 1:pos] if "\n" in text[:pos] else None
     i = 0
     while pos < len(text) and text[pos] != "]":
         tally.read += 1
-        where = f"{path}: record {i} (line {_line_of(text, pos)})"
+        loc = f"record {i} (line {lines.at(pos)})"
         try:
             obj, end = dec.raw_decode(text, pos)
             end = _skip_ws(text, end)
             if end >= len(text) or text[end] not in ",]":
                 raise json.JSONDecodeError("expected ',' or ']' after a record", text, end)
         except json.JSONDecodeError as e:
-            tally.reject(where, "invalid_json", f"{e.msg} at line {e.lineno} column {e.colno}")
+            tally.reject(f"{path}: {loc}", "invalid_json", f"{e.msg} at line {e.lineno} column {e.colno}")
             nxt = -1 if indent is None else text.find("\n" + indent + "{", max(e.pos, pos + 1))
             if nxt < 0:
                 tally.notes.append(f"{path}: could not resynchronise after record {i}; rest of file unread")
                 return
             pos, i = nxt + 1 + len(indent), i + 1
             continue
-        if _has_surrogates(obj):
-            tally.reject(where, "non_utf8", "undecodable bytes inside the record")
+        if lossy and _has_surrogates(obj):
+            tally.reject(f"{path}: {loc}", "non_utf8", "undecodable bytes inside the record")
         else:
-            yield Record(path, f"record {i} (line {_line_of(text, pos)})", obj)
+            yield Record(path, loc, obj)
         i += 1
         pos = _skip_ws(text, end + 1) if text[end] == "," else end
     if pos >= len(text):
-        tally.reject(f"{path}: line {_line_of(text, pos)}", "invalid_json", "the JSON list is not closed")
+        tally.reject(f"{path}: line {lines.at(pos)}", "invalid_json", "the JSON list is not closed")
+
+
+class _LineCounter:
+    """Line numbers of increasing offsets in O(total length), not O(offset) per query."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def at(self, pos: int) -> int:
+        if pos < self.pos:
+            return _line_of(self.text, pos)
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -225,7 +242,8 @@ def _skip_ws(text: str, pos: int) -> int:
 
 def read_records(path: str, tally: Tally) -> Iterator[Record]:
     """A JSON list file or a JSON-lines file (gz allowed), told apart by the first non-blank byte."""
-    head = _open_bytes(path)[:4096].lstrip()
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        head = f.read(4096).lstrip()
     return read_json_list(path, tally) if head.startswith(b"[") else read_jsonl(path, tally)
 
 
