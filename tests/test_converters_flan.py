@@ -39,6 +39,10 @@ def test_few_shot_layout_follows_seqio():
     t = C.CotTemplates({}, {"x": [p]})
     r = C.render_few_shot(("q0", "a0", "c0"), [("q1", "a1", "c1")], t, "x", random.Random(0))
     assert r["inputs"] == "<Q q1|>c1 A a1.##<Q q0|>!" and r["targets"] == "c0 A a0."
+    p2 = C.FewShotPattern("{question}", "{answer}", "Q: ", "A: \n", "\n", "\n\n", "", "{{inputs}}{final_suffix}")
+    r = C.render_few_shot(("q0", "a0", "c0"), [("q1", "a1", "c1")], C.CotTemplates({}, {"x": [p2]}), "x",
+                          random.Random(0))
+    assert r["inputs"] == "Q: q1\nA: \na1\n\nQ: q0\nA:"  # the final targets prefix is right-stripped (seqio)
 
 
 def test_cot_from_tsv_counts_determinism_and_listing_order(monkeypatch):

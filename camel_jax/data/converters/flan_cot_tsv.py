@@ -10,8 +10,9 @@ answer, rationale; "\\n" escaped) and `flan/v2/templates.py`. This module render
 - zero-shot ("zsopt"): one of the task's `PATTERNS` (input, target) templates, uniformly at random;
 - few-shot ("fsopt"): one of the task's `FEWSHOT_PATTERNS`, `n_shots` other rows of the same task as exemplars, laid
   out as seqio's fewshot_preprocessor does: for each exemplar inputs_prefix + inputs + x_y_delimiter +
-  targets_prefix + targets + example_separator, then inputs_prefix + query inputs + x_y_delimiter + targets_prefix,
-  trailing spaces removed, then FLAN's input_pattern (`{inputs}` + final_suffix).
+  targets_prefix + targets + example_separator, then inputs_prefix + query inputs + x_y_delimiter +
+  targets_prefix.rstrip(), trailing spaces removed (FLAN's remove_trailing_spaces_escape_newlines), then FLAN's
+  input_pattern (`{inputs}` + final_suffix).
 
 The templates are read from FLAN's templates.py with `ast` (never executed: it imports FLAN packages), so the
 strings are FLAN's exactly. Deviations from FLAN's pipeline, and why: the number of exemplars is fixed (`n_shots`,
@@ -106,7 +107,7 @@ def render_few_shot(row, exemplars, templates: CotTemplates, task: str, rng: ran
     p = rng.choice(templates.few_shot[task])
     shots = "".join(p.inputs_prefix + _fill(p.inputs, ex) + p.x_y_delimiter + p.targets_prefix
                     + _fill(p.targets, ex) + p.example_separator for ex in exemplars)
-    inputs = (shots + p.inputs_prefix + _fill(p.inputs, row) + p.x_y_delimiter + p.targets_prefix).rstrip(" ")
+    inputs = (shots + p.inputs_prefix + _fill(p.inputs, row) + p.x_y_delimiter + p.targets_prefix.rstrip()).rstrip(" ")
     inputs = p.input_pattern.format(final_suffix=p.final_suffix).replace("{inputs}", inputs)
     return {"inputs": inputs, "targets": _fill(p.targets, row), "task": task}
 
