@@ -92,3 +92,29 @@ def test_download_script_covers_every_dataset_and_parses():
     assert sorted(listed) == sorted(DATASETS)
     for name in DATASETS:
         assert f"    {name})" in text or f"    {name})  #" in text
+
+
+def test_outputs_do_not_depend_on_listing_order(tmp_path, monkeypatch):
+    """Folders read through globbing (sharegpt *.json) or listing (FLAN CoT TSVs) give the same bytes whatever
+    order the file system lists them in."""
+    from camel_jax.data.converters import _common
+    from test_converters_sharegpt import WordTokenizer
+
+    recs = json.loads((TEST_DATA / "raw" / "sharegpt.head4.json").read_text())
+    (tmp_path / "sg").mkdir()
+    for i, name in enumerate(["c.json", "a.json", "b.json"]):
+        (tmp_path / "sg" / name).write_text(json.dumps(recs[i:i + 2]))
+    real_glob, real_listdir = _common.glob.glob, os.listdir
+    runs = []
+    for flip in (False, True):
+        order = (lambda xs: sorted(xs, reverse=True)) if flip else (lambda xs: sorted(xs))
+        monkeypatch.setattr(_common.glob, "glob", lambda pat, _o=order: _o(real_glob(pat)))
+        monkeypatch.setattr(os, "listdir", lambda p, _o=order: _o(real_listdir(p)))
+        outs = []
+        for dataset, raw, kw in (("sharegpt", tmp_path / "sg", {"tokenizer": WordTokenizer()}),
+                                 ("cot", TEST_DATA / "raw" / "flan", {"zero_shot": 6, "few_shot": 6})):
+            out = tmp_path / f"{dataset}.{flip}.jsonl"
+            prepare(dataset, str(raw), str(out), **kw)
+            outs.append(out.read_bytes())
+        runs.append(outs)
+    assert runs[0] == runs[1] and all(runs[0])
