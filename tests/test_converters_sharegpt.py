@@ -61,6 +61,9 @@ def test_fixture_conversion_and_roles():
     # a budget of 60 words splits the 4-turn conversations into pairs
     small, _ = convert_dataset("sharegpt", str(FIXTURE), tokenizer=WordTokenizer(), max_length=60)
     assert all(len(g["messages"]) <= 2 for g in small)
+    presplit, _ = convert_dataset("sharegpt", str(FIXTURE), no_split=True)  # no tokenizer needed
+    assert [g["id"] for g in presplit] == [f"sharegpt_{r['id']}" for r in raw[:3]]
+    assert [g["messages"] for g in presplit] == [g["messages"] for g in got]
 
 
 def test_bad_records(tmp_path):

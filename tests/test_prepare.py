@@ -47,6 +47,10 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["prepare", "--dataset", "alpaca2", "--raw", "x"])
     assert e.value.code == 2
+    capsys.readouterr()
+    assert main(["prepare", "--dataset", "dolly", "--raw", str(DOLLY), "--out", str(tmp_path / "o.jsonl"),
+                 "--max_length", "100"]) == 2
+    assert "--max_length do not apply to dolly" in capsys.readouterr().err
 
 
 def test_data_dir_from_env(tmp_path, monkeypatch, capsys):

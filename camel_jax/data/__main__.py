@@ -19,11 +19,11 @@ def _prepare(args: argparse.Namespace) -> int:
     from camel_jax.data.prepare import default_out, prepare
 
     options = {k: v for k, v in {
-        "tokenizer": args.tokenizer, "max_length": args.max_length, "split": args.super_ni_split,
+        "tokenizer": args.tokenizer, "max_length": args.max_length, "super_ni_split": args.super_ni_split,
         "flan_templates": args.flan_templates, "n_shots": args.n_shots, "zero_shot": args.zero_shot,
         "few_shot": args.few_shot, "total": args.total}.items() if v is not None}
     if args.no_split:
-        options["split_long"] = False
+        options["no_split"] = True
     try:
         out = args.out or default_out(args.dataset, args.data_dir)
         tally = prepare(args.dataset, args.raw, out, seed=args.seed, skip_bad_records=args.skip_bad_records,

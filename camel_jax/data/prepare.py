@@ -6,6 +6,7 @@ records read = converted + dropped (by the reference's rules) + bad (skipped wit
 """
 from __future__ import annotations
 
+import inspect
 import os
 import random
 from typing import Iterator, Optional
@@ -20,6 +21,11 @@ def iter_examples(dataset: str, raw: str, seed: int = 42, tally: Optional[Tally]
                   **options) -> Iterator[dict]:
     """Unified examples of `dataset` read from `raw` (a file or a folder), lazily."""
     convert = get_converter(dataset)
+    accepted = set(inspect.signature(convert).parameters) - {"name", "raw", "rng", "tally"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"option(s) {', '.join('--' + u for u in unknown)} do not apply to {dataset} (it takes: "
+                         f"{', '.join('--' + a for a in sorted(accepted)) or 'no options'})")
     tally = tally if tally is not None else Tally(dataset)
     for ex in convert(dataset, raw, random.Random(seed), tally, **options):
         _assert_unified(ex, dataset)

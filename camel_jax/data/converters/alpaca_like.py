@@ -63,7 +63,7 @@ def _units(name: str, d: dict) -> list[tuple[str, str, str]]:
     return [tuple(require(d, f_ins, f_in, f_out))]
 
 
-def convert(name: str, raw: str, rng: random.Random, tally: Tally, **_options) -> Iterator[dict]:
+def convert(name: str, raw: str, rng: random.Random, tally: Tally) -> Iterator[dict]:
     files = input_files(raw, SPECS[name][0], ("*.json", "*.jsonl", "*.json.gz", "*.jsonl.gz"), what=name)
     running = 0  # output count, for ids of layouts where a record holds several instances
     for path in files:

@@ -36,7 +36,7 @@ def transcript_messages(d) -> list[dict]:
     return check_messages(messages)
 
 
-def convert(name: str, raw: str, rng: random.Random, tally: Tally, **_options) -> Iterator[dict]:
+def convert(name: str, raw: str, rng: random.Random, tally: Tally) -> Iterator[dict]:
     for path in input_files(raw, REFERENCE_FILES, ("*chat_data*.json",), many=True, what=name):
         for rec in read_records(path, tally):
             index = tally.read - 1

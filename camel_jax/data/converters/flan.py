@@ -137,7 +137,7 @@ def _parse_line(path: str, lineno: int, raw: bytes, tally: Tally) -> Record | No
 
 def convert(name: str, raw: str, rng: random.Random, tally: Tally, zero_shot: int = 50000, few_shot: int = 50000,
             n_shots: int = 2, flan_templates: str | None = None, total: int = 100000,
-            portions: dict | None = None, **_options) -> Iterator[dict]:
+            portions: dict | None = None) -> Iterator[dict]:
     if name == "cot":
         yield from _cot(name, raw, rng, tally, zero_shot, few_shot, n_shots, flan_templates)
         return

@@ -58,7 +58,7 @@ def _root(d) -> dict:
     raise BadRecord("missing_field", "neither a tree with 'prompt' nor a message with 'role'")
 
 
-def convert(name: str, raw: str, rng: random.Random, tally: Tally, **_options) -> Iterator[dict]:
+def convert(name: str, raw: str, rng: random.Random, tally: Tally) -> Iterator[dict]:
     files = input_files(raw, REFERENCE_FILES, ("*trees.jsonl", "*trees.jsonl.gz", "*_tree.jsonl"), what=name)
     count = 0
     for path in files:

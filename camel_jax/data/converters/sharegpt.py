@@ -88,8 +88,8 @@ def _valid_roles(chunk: list[tuple[str, str]]) -> bool:
 
 
 def convert(name: str, raw: str, rng: random.Random, tally: Tally, tokenizer=None, max_length: int = 2048,
-            split_long: bool = True, **_options) -> Iterator[dict]:
-    if split_long and (tokenizer is None or isinstance(tokenizer, str)):
+            no_split: bool = False) -> Iterator[dict]:
+    if not no_split and (tokenizer is None or isinstance(tokenizer, str)):
         from camel_jax.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer or default_tokenizer_path())
@@ -100,7 +100,7 @@ def convert(name: str, raw: str, rng: random.Random, tally: Tally, tokenizer=Non
             if parsed is None:
                 continue
             conv_id, turns = parsed
-            if split_long:
+            if not no_split:
                 lengths = [len(tokenizer.encode(v, add_bos=True)) + 6 for _, v in turns[: len(turns) // 2 * 2]]
                 ranges = split_points(lengths, max_length)
             else:
@@ -116,13 +116,13 @@ def convert(name: str, raw: str, rng: random.Random, tally: Tally, tokenizer=Non
                     chunks_seen["written"] += 1
                     emitted += 1
                     messages = [{"role": ROLE_MAP[r], "content": v} for r, v in chunk]
-                    ex_id = f"sharegpt_{conv_id}_{start}" if split_long else f"sharegpt_{conv_id}"
+                    ex_id = f"sharegpt_{conv_id}_{start}" if not no_split else f"sharegpt_{conv_id}"
                     yield {"dataset": name, "id": ex_id, "messages": messages}
             if emitted:
                 tally.converted += 1
             else:
                 tally.drop("empty_conversation" if not turns else "too_short" if len(turns) < 2
                            else "no_valid_chunk")
-    tally.notes.append(f"chunks (max_length {max_length if split_long else 'no split'}): written "
+    tally.notes.append(f"chunks (max_length {'no split' if no_split else max_length}): written "
                        f"{chunks_seen['written']}, empty {chunks_seen['empty']}, non-alternating or system/bing "
                        f"roles {chunks_seen['invalid_roles']}")

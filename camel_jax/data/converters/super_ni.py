@@ -7,7 +7,7 @@ instruction = Definition[0] and output = output[0]; the rest are few-shot via `e
 `random.sample(Positive Examples, 2)` (all of them when there are no more than 2). Ids `super_ni_<instance id>`.
 
 Deviations and why:
-- Split: `split="auto"` uses `splits/xlingual/train_tasks.txt` like the reference when present, else
+- Split: `super_ni_split="auto"` uses `splits/xlingual/train_tasks.txt` like the reference when present, else
   `splits/default/train_tasks.txt` (the English split, the only one in the shared sample); the summary says which.
 - Task files named by the split but absent from `tasks/` are counted (`files: task_file_missing`) and the run goes on,
   so a partial download still converts; the reference crashes on the first missing file.
@@ -63,9 +63,9 @@ def _task_header(task: dict, path: str) -> tuple[str, list]:
     return definition[0], positives
 
 
-def convert(name: str, raw: str, rng: random.Random, tally: Tally, split: str = "auto", zero_shot: int = 60,
-            few_shot: int = 20, n_shots: int = 2, **_options) -> Iterator[dict]:
-    with open(split_file(raw, split, tally), encoding="utf-8") as f:
+def convert(name: str, raw: str, rng: random.Random, tally: Tally, super_ni_split: str = "auto",
+            zero_shot: int = 60, few_shot: int = 20, n_shots: int = 2) -> Iterator[dict]:
+    with open(split_file(raw, super_ni_split, tally), encoding="utf-8") as f:
         tasks = [line.strip() for line in f if line.strip()]
     for task_name in tasks:
         if "_mmmlu_" in task_name:
