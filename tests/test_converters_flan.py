@@ -127,7 +127,7 @@ def test_bad_tsv_inputs(tmp_path):
     assert t.bad["missing_field"] == 1 and t.read == 16
 
 
-def test_real_flan_cot_tsvs(shared_data):
+def test_real_flan_cot_tsvs(shared_data, monkeypatch):
     raw = shared_data / "flan_v2"
     got, t = convert_dataset("cot", str(raw), seed=42)
     n_rows = sum(sum(1 for line in open(p, "rb") if line.strip()) for p in (raw / "cot_data").glob("*_train.tsv"))
@@ -135,6 +135,9 @@ def test_real_flan_cot_tsvs(shared_data):
     small, _ = convert_dataset("cot", str(raw), seed=42, zero_shot=50, few_shot=50)
     again, _ = convert_dataset("cot", str(raw), seed=42, zero_shot=50, few_shot=50)
     assert small == again and len(small) == 100
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: sorted(real_listdir(p), reverse=True))
+    assert convert_dataset("cot", str(raw), seed=42, zero_shot=50, few_shot=50)[0] == small
     assert any("Options:\n(A)" in g["messages"][0]["content"] for g in got)
 
 
