@@ -72,10 +72,10 @@ def dot_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     q = q.reshape(b, tq, kv, h // kv, hd)
     scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(hd).astype(
         jnp.float32)
+    # A finite fill (not -inf) keeps fully masked rows (padding queries) finite: they average v and are never
+    # trained on, so no second pass is spent zeroing them.
     scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1)
-    # A fully masked query row (padding with no visible key) gets zeros, never NaN.
-    probs = jnp.where(mask[:, :, None].any(-1, keepdims=True), probs, 0.0).astype(v.dtype)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v)
     return out.reshape(b, tq, h, hd)
 
@@ -84,7 +84,7 @@ class Attention(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, q_slots, q_seg, cache=None):
+    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
@@ -98,19 +98,13 @@ class Attention(nn.Module):
         k = constrain(k, (BATCH, None, "mp", None))
         v = constrain(v, (BATCH, None, "mp", None))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is None:
-            mask = attention_mask(q_slots, q_seg, q_slots, q_seg)
-            new_cache = None
-        else:
-            # Write this step's keys at their slots, then attend over the whole cache.
-            start = q_slots[0, 0]
-            ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, start, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, start, 0, 0))
-            cseg = jax.lax.dynamic_update_slice(cache["seg"], q_seg.astype(cache["seg"].dtype), (0, start))
-            k_slots = jnp.broadcast_to(jnp.arange(ck.shape[1])[None], (b, ck.shape[1]))
-            mask = attention_mask(q_slots, q_seg, k_slots, cseg)
+        new_cache = None
+        if cache is not None:
+            # Write this step's keys and values at their slots, then attend over the whole cache.
+            ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, cache_index, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
             k, v = ck.astype(dt), cv.astype(dt)
-            new_cache = {"k": ck, "v": cv, "seg": cseg}
+            new_cache = {"k": ck, "v": cv}
         out = dot_attention(q, k, v, mask)
         out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)
         return dense(cfg.hidden_size, "o")(out), new_cache
@@ -136,11 +130,11 @@ class DecoderLayer(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cache, cos, sin, q_slots, q_seg):
+    def __call__(self, x, cache, cos, sin, mask, cache_index):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         attn_out, new_cache = Attention(cfg, name="attn")(
-            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, q_slots, q_seg, cache)
+            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index)
         x = constrain(x + attn_out, (BATCH, None, None))
         x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x))
         return constrain(x, (BATCH, None, None)), new_cache

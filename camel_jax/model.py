@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.layers import DecoderLayer, RMSNorm, rotary_tables
+from camel_jax.layers import DecoderLayer, RMSNorm, attention_mask, rotary_tables
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -60,7 +60,16 @@ class Llama(nn.Module):
             positions = q_slots
         x = constrain(self.embed(tokens), (BATCH, None, None))
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
-        x, new_cache = self.layers(x, cache, cos, sin, q_slots, segment_ids)
+        if cache is None:
+            mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
+            x, _ = self.layers(x, None, cos, sin, mask, 0)
+            new_cache = None
+        else:
+            seg = jax.lax.dynamic_update_slice(cache["seg"], segment_ids.astype(jnp.int32), (0, start))
+            k_slots = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32)[None], seg.shape)
+            mask = attention_mask(q_slots, segment_ids, k_slots, seg)
+            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start)
+            new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
         if cfg.tie_embeddings:
             logits = self.embed.attend(x)
@@ -71,11 +80,11 @@ class Llama(nn.Module):
 
 
 def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype: Any = None) -> dict:
-    """An empty KV cache: k/v [L, B, S, kv_heads, hd] and per-slot segment ids (0 = empty)."""
+    """An empty KV cache: k/v [L, B, S, kv_heads, hd] and the slots' segment ids [B, S] (0 = empty)."""
     dt = jnp.dtype(dtype or config.dtype)
     shape = (config.num_layers, batch, max_len, config.kv_heads, config.dim_per_head)
     return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
-            "seg": jnp.zeros((config.num_layers, batch, max_len), jnp.int32)}
+            "seg": jnp.zeros((batch, max_len), jnp.int32)}
 
 
 def init_params(config: LlamaConfig, rng: jax.Array) -> dict:
