@@ -187,3 +187,16 @@ def test_importing_pipeline_keeps_tensorflow_out():
            "if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stats_cli(tok, records, tmp_path, capsys, shared_data):
+    from camel_jax.data.pipeline import stats_main
+
+    path = tmp_path / "mix.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert stats_main(["--mixture", str(path), "--tokenizer", str(shared_data / "llama_tokenizer"),
+                       "--max_seq_length", str(T), "--batch_size", "8"]) == 0
+    out = capsys.readouterr().out
+    data = TrainData(records, tok, max_seq_length=T, batch_size=8, packing=True)
+    assert data.describe() in out
+    assert "no_assistant_message=1" in out and "dolly=34" in out

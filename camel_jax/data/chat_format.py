@@ -10,9 +10,10 @@ Examples left with no trainable token are dropped (None) and counted by reason i
 How it is built: the template's `</s>` is never written as characters. The text is cut at each `</s>`, every piece
 is encoded on its own with `tokenizer.encode` and the EOS *id* is put between the pieces. That is exactly what a
 Hugging Face tokenizer does with a special token inside a string (split, encode each side separately), so it gives
-the same ids on the SentencePiece and the Hugging Face backends of `camel_jax.tokenizer.Tokenizer`. Content is
-always text: a literal "</s>" or "<s>" typed inside a message stays characters (open-instruct would have turned it
-into a control token; we deliberately do not, so data cannot inject EOS/BOS).
+the same ids on the SentencePiece and the Hugging Face backends of `camel_jax.tokenizer.Tokenizer`. With
+SentencePiece, message content is always text: a literal "</s>" or "<s>" typed inside a message stays characters
+(open-instruct turned it into a control token; we deliberately do not, so data cannot inject EOS/BOS). A Hugging Face
+tokenizer still applies its own special-token matching inside `encode`, as open-instruct did.
 
 The mask mirrors open-instruct's own algorithm rather than an idealisation of it: for every non-assistant message i
 it masks ``[len(tok(prefix_before_i)), len(tok(prefix_through_i + "<|assistant|>\\n")))`` (the header only when the
@@ -90,7 +91,8 @@ def _pieces(messages: Sequence[dict]):
             start = len(text)
             text += body
             end = len(text)
-            if i + 1 < len(messages) and messages[i + 1].get("role") == "assistant":
+            nxt = messages[i + 1] if i + 1 < len(messages) else None
+            if isinstance(nxt, dict) and nxt.get("role") == "assistant":
                 end += len(ASSISTANT_HEADER)
             spans.append((role, start, end))
     yield text, spans, False

@@ -253,6 +253,30 @@ class TrainData:
                 f"of {self.batch_size} rows ({self.rows_per_process} on this process)")
 
 
+def stats_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m camel_jax.data stats`: what a mixture becomes at a max length (drops, rows, packing, steps)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m camel_jax.data stats", description=stats_main.__doc__)
+    p.add_argument("--mixture", required=True, help="mixture/task/dataset name, tulu_mix_sample or a .jsonl path")
+    p.add_argument("--tokenizer", required=True, help="tokenizer.model file or tokenizer folder")
+    p.add_argument("--data_dir", default=None, help=f"prepared data (default ${M.DATA_DIR_ENV})")
+    p.add_argument("--max_seq_length", type=int, default=2048)
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--newline_after_eos", action="store_true")
+    a = p.parse_args(argv)
+    for packing in (False, True):
+        data = TrainData(a.mixture, a.tokenizer, a.max_seq_length, a.batch_size, packing=packing,
+                         data_dir=a.data_dir, newline_after_eos=a.newline_after_eos, prefetch=0)
+        print(data.describe())
+    names, counts = np.unique(np.asarray(data.dataset_names)[data.dataset_idx], return_counts=True)
+    print("examples per dataset: " + ", ".join(f"{n or '?'}={c}" for n, c in zip(names, counts)))
+    n = data.examples.lengths
+    print(f"tokens per example: mean {n.mean():.1f}, median {np.median(n):.0f}, max {n.max()}, "
+          f"at max_seq_length {(n >= a.max_seq_length).sum()}")
+    return 0
+
+
 class DataIterator:
     """Yields this process's batches in order across epochs; a background thread builds up to `prefetch` ahead."""
 
