@@ -180,8 +180,10 @@ class TrainData:
         self.steps_per_epoch = steps
         self.efficiency = packing_efficiency(slots, plan0, self.seq_len)
         self.fingerprint = hashlib.sha256(json.dumps(
-            [self.seq_len, batch_size, mode, self.seed, drop_remainder, self.examples.offsets[-1].item(),
-             len(self.selection), hashlib.sha256(self.examples.tokens.tobytes()).hexdigest()]).encode()).hexdigest()[:16]
+            [self.seq_len, batch_size, mode, self.seed, drop_remainder] +
+            [hashlib.sha256(a.tobytes()).hexdigest() for a in (self.examples.offsets, self.examples.tokens,
+                                                                self.examples.masks, self.selection)]
+        ).encode()).hexdigest()[:16]
         self._plan_cache: tuple[int, RowPlan] | None = None
         self._lock = threading.Lock()
 
