@@ -201,3 +201,15 @@ def test_stats_cli(tok, records, tmp_path, capsys, shared_data):
     assert data.describe() in out
     kept = {n: int((np.asarray(data.dataset_names)[data.dataset_idx] == n).sum()) for n in ("dolly", "sharegpt")}
     assert "no_assistant_message=1" in out and f"dolly={kept['dolly']}, sharegpt={kept['sharegpt']}" in out
+
+
+def test_parallel_tokenization_is_identical(tok, records):
+    from camel_jax.data.pipeline import tokenize_records
+
+    a = tokenize_records(records, tok, T, num_workers=0)
+    b = tokenize_records(records, tok, T, num_workers=2)
+    for x, y in zip(a[0].__dict__.values(), b[0].__dict__.values()):
+        np.testing.assert_array_equal(x, y)
+    assert a[1].tolist() == b[1].tolist() and a[2] == b[2] and a[3] == b[3]
+    with pytest.raises(ValueError, match="record 1: expected a dict with 'messages'"):
+        tokenize_records([records[0], {"msgs": []}], tok, T)

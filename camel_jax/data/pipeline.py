@@ -92,9 +92,70 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
+def _encode_list(tokenizer, messages_list, first: int, max_seq_length: int, newline_after_eos: bool):
+    """[(ids, mask) or None] for consecutive records first, first+1, ...; and their drop counts."""
+    drops, outs = DropCounter(), []
+    for i, messages in enumerate(messages_list, start=first):
+        try:
+            out = encode_messages(tokenizer, messages, max_seq_length, newline_after_eos=newline_after_eos,
+                                  drops=drops)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"record {i}: {e}") from None
+        if out is not None and (len(out[0]) < 2 or not out[1][1:].any()):
+            drops["no_trainable_tokens"] += 1  # only BOS was labelled: nothing to predict after the shift
+            out = None
+        outs.append(out)
+    return outs, drops
+
+
+_WORKER_TOKENIZER = None
+
+
+def _worker_init(path: str) -> None:
+    global _WORKER_TOKENIZER
+    from camel_jax.tokenizer import load_tokenizer
+
+    _WORKER_TOKENIZER = load_tokenizer(path)
+
+
+def _worker_encode(args):
+    return _encode_list(_WORKER_TOKENIZER, *args)
+
+
+def _encode_all(records, tokenizer, max_seq_length, newline_after_eos, num_workers):
+    messages = [r["messages"] if isinstance(r, dict) and "messages" in r else None for r in records]
+    bad = next((i for i, m in enumerate(messages) if m is None), None)
+    if bad is not None:
+        raise ValueError(f"record {bad}: expected a dict with 'messages', got {str(records[bad])[:80]}")
+    from camel_jax.tokenizer import Tokenizer
+
+    path = getattr(tokenizer, "path", None)
+    if num_workers is None:  # worth the worker start-up (~2 s) only for big mixtures
+        num_workers = min(os.cpu_count() or 1, 32) if len(records) >= 50_000 else 0
+    if num_workers <= 1 or not isinstance(tokenizer, Tokenizer) or not path:
+        return _encode_list(tokenizer, messages, 0, max_seq_length, newline_after_eos)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, min(2000, -(-len(messages) // (4 * num_workers))))
+    jobs = [(messages[a:a + chunk], a, max_seq_length, newline_after_eos) for a in range(0, len(messages), chunk)]
+    outs, drops = [], DropCounter()
+    # spawn, not fork: the parent may already run JAX threads
+    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(path,)) as pool:
+        for o, d in pool.map(_worker_encode, jobs):
+            outs += o
+            drops.update(d)
+    return outs, drops
+
+
 def tokenize_records(records: Sequence[dict], tokenizer, max_seq_length: int, newline_after_eos: bool = False,
-                     cache_dir: str | None = None) -> tuple[Examples, np.ndarray, list[str], DropCounter]:
-    """(examples, dataset index per example, dataset names, drops). Drops: no trainable target after the shift."""
+                     cache_dir: str | None = None, num_workers: int | None = None
+                     ) -> tuple[Examples, np.ndarray, list[str], DropCounter]:
+    """(examples, dataset index per example, dataset names, drops). Drops: no trainable target after the shift.
+
+    num_workers: processes encoding in parallel (same result; None: automatic, several only for >= 50k records).
+    """
     key = None
     if cache_dir:
         h = hashlib.sha256(json.dumps([CACHE_FORMAT, max_seq_length, newline_after_eos,
@@ -107,20 +168,12 @@ def tokenize_records(records: Sequence[dict], tokenizer, max_seq_length: int, ne
             meta = json.loads(str(z["meta"]))
             return (Examples(z["tokens"], z["masks"], z["offsets"]), z["dataset_idx"], meta["names"],
                     DropCounter(meta["drops"]))
-    drops = DropCounter()
+    outs, drops = _encode_all(records, tokenizer, max_seq_length, newline_after_eos, num_workers)
     names: list[str] = []
     index: dict[str, int] = {}
     items, ds_idx = [], []
-    for i, r in enumerate(records):
-        try:
-            out = encode_messages(tokenizer, r["messages"], max_seq_length, newline_after_eos=newline_after_eos,
-                                  drops=drops)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"record {i} ({r.get('dataset', '') or 'no dataset'}): {e}") from None
+    for r, out in zip(records, outs):
         if out is None:
-            continue
-        if len(out[0]) < 2 or not out[1][1:].any():  # only BOS was labelled: nothing to predict after the shift
-            drops["no_trainable_tokens"] += 1
             continue
         name = str(r.get("dataset", ""))
         if name not in index:
@@ -145,7 +198,8 @@ class TrainData:
     def __init__(self, source: Any, tokenizer, max_seq_length: int, batch_size: int, packing: bool | str = False,
                  seed: int = 0, process_index: int = 0, process_count: int = 1, *, data_dir: str | None = None,
                  by_rate: bool = False, rates: dict | str | None = None, newline_after_eos: bool = False,
-                 cache_dir: str | None = None, drop_remainder: bool = False, prefetch: int = 2):
+                 cache_dir: str | None = None, drop_remainder: bool = False, prefetch: int = 2,
+                 num_workers: int | None = None):
         if isinstance(tokenizer, str):
             from camel_jax.tokenizer import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
@@ -166,7 +220,7 @@ class TrainData:
         records = _records_of(source, data_dir)
         self.num_records = len(records)
         self.examples, self.dataset_idx, self.dataset_names, self.drops = tokenize_records(
-            records, tokenizer, self.seq_len, newline_after_eos, cache_dir)
+            records, tokenizer, self.seq_len, newline_after_eos, cache_dir, num_workers)
         del records
         if len(self.examples) == 0:
             raise ValueError(f"no trainable example among {self.num_records} records (drops: {self.drops.summary()})")
