@@ -130,31 +130,36 @@ def _encode_all(records, tokenizer, max_seq_length, newline_after_eos, num_worke
     from camel_jax.tokenizer import Tokenizer
 
     path = getattr(tokenizer, "path", None)
-    if num_workers is None:  # worth the worker start-up (~2 s) only for big mixtures
-        num_workers = min(os.cpu_count() or 1, 32) if len(records) >= 50_000 else 0
     if num_workers <= 1 or not isinstance(tokenizer, Tokenizer) or not path:
         return _encode_list(tokenizer, messages, 0, max_seq_length, newline_after_eos)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(1, min(2000, -(-len(messages) // (4 * num_workers))))
     jobs = [(messages[a:a + chunk], a, max_seq_length, newline_after_eos) for a in range(0, len(messages), chunk)]
     outs, drops = [], DropCounter()
     # spawn, not fork: the parent may already run JAX threads
-    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(path,)) as pool:
-        for o, d in pool.map(_worker_encode, jobs):
-            outs += o
-            drops.update(d)
+    try:
+        with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(path,)) as pool:
+            for o, d in pool.map(_worker_encode, jobs):
+                outs += o
+                drops.update(d)
+    except BrokenProcessPool as e:  # e.g. a __main__ that spawned workers cannot import (stdin, notebooks)
+        import sys
+        print(f"note: tokenizer worker processes failed ({e}); tokenizing in this process", file=sys.stderr)
+        return _encode_list(tokenizer, messages, 0, max_seq_length, newline_after_eos)
     return outs, drops
 
 
 def tokenize_records(records: Sequence[dict], tokenizer, max_seq_length: int, newline_after_eos: bool = False,
-                     cache_dir: str | None = None, num_workers: int | None = None
+                     cache_dir: str | None = None, num_workers: int = 0
                      ) -> tuple[Examples, np.ndarray, list[str], DropCounter]:
     """(examples, dataset index per example, dataset names, drops). Drops: no trainable target after the shift.
 
-    num_workers: processes encoding in parallel (same result; None: automatic, several only for >= 50k records).
+    num_workers > 1: that many spawned processes encode in parallel (same result; ~2 s start-up, worth it for big
+    mixtures; the program's __main__ must be importable, i.e. a guarded script or `python -m`).
     """
     key = None
     if cache_dir:
@@ -199,7 +204,7 @@ class TrainData:
                  seed: int = 0, process_index: int = 0, process_count: int = 1, *, data_dir: str | None = None,
                  by_rate: bool = False, rates: dict | str | None = None, newline_after_eos: bool = False,
                  cache_dir: str | None = None, drop_remainder: bool = False, prefetch: int = 2,
-                 num_workers: int | None = None):
+                 num_workers: int = 0):
         if isinstance(tokenizer, str):
             from camel_jax.tokenizer import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
