@@ -106,6 +106,17 @@ def test_process_shards_assemble_the_global_batch(tok, records):
         assert all(g["inputs"].shape == (2, T) for g in got)
         for k in want:
             np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
+    # a position saved by a 1-process run resumes a 4-process run (another topology) at the same global batch
+    with full.iterator() as it:
+        next(it)
+        state = it.get_state()
+        want = next(it)
+    got = []
+    for p in parts:
+        with p.iterator(state) as it:
+            got.append(next(it))
+    for k in want:
+        np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
 
 
 @pytest.mark.parametrize("prefetch", [0, 3])
