@@ -72,7 +72,7 @@ def base_config() -> ConfigDict:
     c.train.loss_reduction = "token"
     c.train.micro_mean_rows = 0  # micro_mean only: rows per averaged group (open-instruct: per-GPU batch); 0 = micro-batch
     c.train.seed = 42
-    c.train.checkpoint_every = 500
+    c.train.checkpoint_every = 100
     c.train.keep_checkpoints = 3
     c.train.async_checkpoint = True
     c.train.remat = "save_dots"
@@ -114,11 +114,11 @@ def default_config() -> ConfigDict:
     c.data.max_seq_length = 512
     c.data.packing = True
     c.data.holdout = 3
-    c.train.batch_size = 16
+    c.train.batch_size = 8  # rows of 512 packed tokens: ~14 steps per epoch of the sample
     c.train.grad_accum = 1
     c.train.epochs = 2
     c.train.lr = 2e-3  # a 260K-parameter model needs a far larger step than LLaMA's 2e-5
-    c.train.checkpoint_every = 50
+    c.train.checkpoint_every = 10
     c.train.keep_checkpoints = 2
     c.train.remat = "none"
     c.train.dtype = "float32"

@@ -83,7 +83,7 @@ class MetricsWriter:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                             file=sys.stderr, desc="train")
+                             file=sys.stderr, desc="train", disable=None)  # None: no bar when not a terminal
 
     def _truncate(self, start_step: int) -> None:
         """Keep only records of steps <= start_step (a resumed run replays the steps after its checkpoint)."""

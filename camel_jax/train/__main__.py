@@ -1,0 +1,54 @@
+"""`python -m camel_jax.train [--config=configs/<exp>.py[:variant]] [--config.<path>=<value> ...] [--mesh=dp4,mp8]
+[--output_dir=DIR] [--init_from=CKPT_DIR]`.
+
+With no arguments: the embedded default (stories260K tuned on the bundled TÜLU-mix sample, on all local devices).
+Multi-host: on TPU pods just run the same command on every host; on GPU clusters add
+`--coordinator_address=HOST:PORT --num_processes=N --process_id=I`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.py")
+
+config_flags.DEFINE_config_file("config", default=_DEFAULT_CONFIG,
+                                help_string="config file[:variant]; default: the embedded stories260K run")
+flags.DEFINE_string("mesh", "", "mesh spec over dp,fsdp,mp, e.g. dp4,mp8 or fsdp-1 (default: all devices on fsdp)")
+flags.DEFINE_string("output_dir", "outputs/default", "where checkpoints, metrics and logs go; rerun to resume")
+flags.DEFINE_string("init_from", None, "checkpoint dir from `convert import-hf` (overrides config.init_from)")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-process runs without auto-detection)")
+flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator_address)")
+flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
+flags.DEFINE_bool("progress", True, "show a progress bar")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; config fields are set as --config.<path>=<value>")
+    if not FLAGS["verbosity"].present:  # Orbax logs every save at INFO through absl; keep the terminal readable
+        logging.set_verbosity(logging.WARNING)
+    from camel_jax.train import distributed
+
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    from camel_jax.mesh import MeshError
+    from camel_jax.train.config import ConfigError
+    from camel_jax.train.loop import TrainingDiverged, run
+
+    try:
+        run(FLAGS.config, mesh_spec=FLAGS.mesh, output_dir=FLAGS.output_dir, init_from=FLAGS.init_from,
+            progress=FLAGS.progress)
+    except (ConfigError, MeshError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as e:
+        print(f"\nSTOPPED: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    app.run(main)

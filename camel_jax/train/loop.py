@@ -1,0 +1,164 @@
+"""The training run: set up (or resume), step, log, checkpoint, stop on NaN, export, summarise.
+
+Restart semantics: a run pointed at an output dir that holds checkpoints continues from the newest *finalized*
+one (Orbax only lists steps whose write completed), restoring params, optimizer state, step, RNG and the data
+iterator position, so a run killed at any moment and restarted ends bitwise where an uninterrupted run ends.
+A loss or gradient norm that is not finite stops the run before anything of that step is saved.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import ConfigDict
+
+from camel_jax.mesh import build_mesh, mesh_str, parse_mesh
+from camel_jax.partition import BATCH
+from camel_jax.train import config as C
+from camel_jax.train import distributed as D
+from camel_jax.train.metrics import MetricsWriter
+from camel_jax.train.setup import Setup, prepare
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/Inf; the message says which step and where the last good checkpoint is."""
+
+
+def _poison(params: Any) -> Any:
+    """Test hook (train.nan_at_step): turn the weights to NaN so the train step itself yields a NaN loss."""
+    return jax.tree.map(lambda x: x * jnp.nan, params)
+
+
+def _stack(local: dict[str, np.ndarray], grad_accum: int) -> dict[str, np.ndarray]:
+    """[rows, T] -> [grad_accum, rows / grad_accum, T], micro-batch k = rows k*m … (k+1)*m - 1."""
+    out = {}
+    for k, v in local.items():
+        v = np.asarray(v)
+        out[k] = v.reshape(grad_accum, v.shape[0] // grad_accum, *v.shape[1:])
+    return out
+
+
+def _meta(cfg: ConfigDict, step: int, data_state: Any, tokens: int, loss: float) -> dict:
+    return {"step": int(step), "data_state": data_state, "tokens_seen": int(tokens), "loss": float(loss),
+            "config": C.to_dict(cfg), "mesh_devices": jax.device_count(), "processes": jax.process_count()}
+
+
+def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default", init_from: str | None = None,
+        progress: bool = True, print_fn=print) -> dict[str, Any]:
+    """Train per `cfg`; returns the end summary (also printed by process 0)."""
+    if init_from:
+        cfg.init_from = init_from
+    t_start = time.perf_counter()
+    main = D.is_main()
+    say = print_fn if main else (lambda *a, **k: None)
+    C.validate(cfg, num_processes=jax.process_count())
+    # Check the mesh against the model and the batch split before loading anything large.
+    sizes = parse_mesh(mesh_spec, jax.device_count())
+    C.validate(cfg, sizes, jax.process_count())
+    output_dir = os.path.abspath(output_dir)
+    s: Setup = prepare(cfg, output_dir, say)
+    mesh = build_mesh(mesh_spec, s.model_cfg, batch=cfg.train.batch_size // cfg.train.grad_accum)
+    total = C.num_steps(cfg, s.data.steps_per_epoch)
+    t = cfg.train
+    say(f"model {cfg.model} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
+        f"{s.model_cfg.param_dtype} weights) on mesh {mesh_str(mesh)} of {jax.device_count()} "
+        f"{jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")
+    say(f"{total} optimizer steps ({'max_steps' if t.max_steps else f'{t.epochs} epochs'}), global batch "
+        f"{t.batch_size} rows × {cfg.data.max_seq_length} tokens in {t.grad_accum} micro-batch(es), "
+        f"lr {t.lr:g} (warmup {t.warmup_ratio:g}, linear decay), loss reduction {t.loss_reduction}")
+
+    from camel_jax.train.checkpointing import Checkpointer
+    from camel_jax.train.optimizer import make_optimizer
+    from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
+    from camel_jax.train.step import OPTIONAL_KEYS, REQUIRED_KEYS, make_train_step
+
+    optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
+    with jax.set_mesh(mesh):
+        abstract = abstract_train_state(s.model_cfg, optimizer)
+        shardings = state_shardings(abstract, mesh)
+        train_step = make_train_step(s.model_cfg, optimizer, mesh, t.grad_accum, t.loss_reduction,
+                                     t.micro_mean_rows or None)
+    ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
+    start = ckpt.latest_step() or 0
+    tokens_seen, last_loss = 0, float("nan")
+    if start:
+        state, meta = ckpt.restore(start, with_shardings(abstract, shardings))
+        data_it = s.data.iterator(meta["data_state"])
+        tokens_seen, last_loss = int(meta.get("tokens_seen", 0)), float(meta.get("loss", float("nan")))
+        say(f"resuming from {ckpt.directory}/{start} (step {start}/{total})")
+    else:
+        with jax.set_mesh(mesh):
+            state = init_train_state(s.model_cfg, optimizer, jax.random.PRNGKey(t.seed),
+                                     params=s.load_params(shardings["params"]), shardings=shardings)
+        data_it = s.data.iterator()
+    if start < total and not start:
+        s.show_samples("before tuning", state["params"], say)
+
+    BATCH_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
+    batch_sharding = NamedSharding(mesh, P(None, BATCH, None))
+    count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=NamedSharding(mesh, P()))
+    writer = MetricsWriter(output_dir, total, start, s.model_cfg.flops_per_token(cfg.data.max_seq_length),
+                           jax.device_count(), jax.devices()[0].device_kind, enabled=main, progress=progress)
+    step, saved = start, start
+    compiled = None
+    try:
+        while step < total:
+            local = _stack({k: v for k, v in next(data_it).items() if k in BATCH_KEYS}, t.grad_accum)
+            batch = D.global_batch(local, batch_sharding)
+            if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
+                t0 = time.perf_counter()
+                with jax.set_mesh(mesh):
+                    compiled = train_step.jitted.lower(state, batch).compile()
+                say(f"compiled the train step in {time.perf_counter() - t0:.1f} s")
+            if step == t.nan_at_step:
+                state = dict(state, params=jax.jit(_poison)(state["params"]))
+            t0 = time.perf_counter()
+            with jax.set_mesh(mesh):
+                state, m = compiled(state, batch)
+                n_tok = count_tokens(batch["segment_ids"])
+            m = {k: float(v) for k, v in jax.device_get(m).items()}
+            n_tok = int(n_tok)
+            dt = time.perf_counter() - t0
+            step += 1
+            if not (math.isfinite(m["loss"]) and math.isfinite(m.get("grad_norm", 0.0))):
+                ckpt.wait()
+                good = ckpt.latest_step()
+                where = f"{ckpt.directory}/{good}" if good else "none was written"
+                raise TrainingDiverged(
+                    f"loss {m['loss']} / grad_norm {m.get('grad_norm')} at step {step} is not finite: stopping. "
+                    f"Nothing of this step was saved; the last good checkpoint is {where}. Lower --config.train.lr "
+                    f"or check the data, then rerun: the run resumes from that checkpoint.")
+            tokens_seen += n_tok
+            last_loss = m["loss"]
+            writer.log(step, m, dt, n_tok)
+            if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == total:
+                ckpt.save(step, state, _meta(cfg, step, data_it.get_state(), tokens_seen, last_loss))
+                saved = step
+        ckpt.wait()
+    finally:
+        writer.close()
+        ckpt.close()
+    if step != saved:  # pragma: no cover - every path above saves the last step
+        raise RuntimeError(f"step {step} ended without a checkpoint")
+    final_dir = os.path.join(ckpt.directory, str(step))
+    s.show_samples("after tuning", state["params"], say)
+    export = ""
+    if t.export_hf_at_end:
+        export = s.export_hf(final_dir, t.export_hf_at_end)
+        say(f"exported a Hugging Face checkpoint to {export}")
+    summary = {"steps": step, "resumed_from": start, "tokens": tokens_seen, "time_s": round(time.perf_counter() - t_start, 1),
+               "final_loss": last_loss, "checkpoint": final_dir, "metrics": os.path.join(output_dir, "metrics.jsonl"),
+               "hf_export": export or None}
+    if main:
+        with open(os.path.join(output_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+    say(f"done: {summary['steps']} steps ({step - start} this run), {tokens_seen:,} tokens, {summary['time_s']} s, "
+        f"final loss {last_loss:.4f}; checkpoint {final_dir}; metrics {summary['metrics']}")
+    return summary

@@ -1,0 +1,166 @@
+"""What a run needs before its first step: model config and weights, tokenizer, data with a held-out split, and the
+before/after greedy samples. Kept apart from the loop so the loop reads as the training algorithm only.
+
+Where the weights come from (`init_from`): a checkpoint dir from `convert import-hf`/`import-llama2c` (or a training
+output dir), the bundled stories260K imported in memory (`builtin:stories260k`), or nothing (random init from the
+preset: tests and benchmarks only, said loudly).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from camel_jax.model_config import LlamaConfig, get_preset
+from camel_jax.train import config as C
+from camel_jax.train import distributed as D
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+STORIES_DIR = os.path.join(ASSETS, "stories260k")
+
+
+@dataclasses.dataclass
+class Setup:
+    model_cfg: LlamaConfig
+    tokenizer: Any
+    data: Any  # camel_jax.data.pipeline.TrainData
+    holdout: list[list[dict]]  # held-out conversations (their user turns are the sample prompts)
+    prompts: list[str]
+    max_new_tokens: int
+    enabled: bool
+    _params: Callable[[Any], Any]
+    _source: str
+
+    def load_params(self, shardings: Any) -> Any:
+        """The starting weights, placed with `shardings`, cast to the run's param dtype."""
+        import jax.numpy as jnp
+
+        params = self._params(shardings)
+        dt = jnp.dtype(self.model_cfg.param_dtype)
+        return jax.tree.map(lambda x, s: jax.device_put(jnp.asarray(x, dt), s), params, shardings)
+
+    def show_samples(self, label: str, params: Any, say: Callable[[str], None]) -> None:
+        """Greedy answers to the held-out instructions and the config's prompts, in the TÜLU chat format."""
+        instructions = [conv[0]["content"] for conv in self.holdout] + list(self.prompts)
+        if not self.enabled or not instructions:
+            return
+        from camel_jax.generate import greedy_generate
+
+        tok = self.tokenizer
+        prompts = [tok.encode(f"<|user|>\n{p.strip()}\n<|assistant|>\n", add_bos=True) for p in instructions]
+        ids = greedy_generate(params, self.model_cfg, prompts, self.max_new_tokens, eos_id=tok.eos_id)
+        outs = [tok.decode([i for i in x if i != tok.eos_id]) for x in ids]
+        say(f"--- greedy responses {label} ---")
+        for i, (p, o) in enumerate(zip(instructions, outs)):
+            kind = "held-out" if i < len(self.holdout) else "prompt"
+            say(f"[{kind}] {p.strip()[:200]!r}\n  -> {o.strip()[:300]!r}")
+
+    def export_hf(self, step_dir: str, out_dir: str) -> str:
+        from camel_jax.convert.hf import export_hf
+
+        if D.is_main():
+            export_hf(step_dir, out_dir)
+        D.barrier("export_hf")
+        return os.path.abspath(out_dir)
+
+
+def split_holdout(records: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held out): `n` single-turn records with short prompts, chosen by seed, never trained on."""
+    if n <= 0:
+        return records, []
+    ok = [i for i, r in enumerate(records) if len(r.get("messages", [])) == 2
+          and r["messages"][0].get("role") == "user" and len(r["messages"][0].get("content", "")) <= 300]
+    if len(ok) < n:
+        raise C.ConfigError(f"config.data.holdout={n}: only {len(ok)} short single-turn records to hold out")
+    picked = set(np.random.default_rng(seed).choice(ok, size=n, replace=False).tolist())
+    return [r for i, r in enumerate(records) if i not in picked], [records[i] for i in sorted(picked)]
+
+
+def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any], str]:
+    """(architecture, tokenizer, params loader, tokenizer dir to copy or None)."""
+    t = cfg.train
+    numerics = dict(dtype=t.dtype, param_dtype=t.param_dtype, remat=t.remat)
+    src = cfg.init_from
+    if src == C.BUILTIN_STORIES:
+        import tempfile
+
+        from camel_jax.convert.llama2c import read_model, read_tokenizer, sentencepiece_model
+        from camel_jax.tokenizer import load_tokenizer
+
+        model_bin, tok_bin = (os.path.join(STORIES_DIR, f) for f in ("stories260K.bin", "tok512.bin"))
+        params, arch = read_model(model_bin)
+        tok_dir = tempfile.mkdtemp(prefix="camel_jax_stories_tok_")
+        with open(os.path.join(tok_dir, "tokenizer.model"), "wb") as f:
+            f.write(sentencepiece_model(read_tokenizer(tok_bin, arch.vocab_size), tok_bin))
+        tokenizer = load_tokenizer(tok_dir)
+        arch = arch.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id)
+        say(f"init: stories260K imported in memory from {STORIES_DIR} (llama2.c, Meta rotary layout permuted)")
+        return arch.replace(**numerics), tokenizer, (lambda shardings: params), tok_dir
+    if src:
+        from camel_jax.params_io import load_model_config, load_params
+        from camel_jax.tokenizer import load_tokenizer
+
+        arch = load_model_config(src)
+        preset = get_preset(cfg.model)
+        if (arch.hidden_size, arch.num_layers, arch.num_heads) != (preset.hidden_size, preset.num_layers,
+                                                                     preset.num_heads):
+            say(f"note: --init_from={src} holds a {arch.hidden_size}-wide {arch.num_layers}-layer model, not "
+                f"config.model={cfg.model}; training the checkpoint's architecture")
+        tok_dir = cfg.data.tokenizer or os.path.join(src, "tokenizer")
+        tokenizer = load_tokenizer(tok_dir)
+        return (arch.replace(**numerics), tokenizer,
+                (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
+    if not cfg.data.tokenizer:
+        raise C.ConfigError("config.init_from is empty (random init) and config.data.tokenizer is empty: "
+                            "give --init_from=CKPT_DIR or --config.data.tokenizer=PATH")
+    from camel_jax.model import init_params
+    from camel_jax.tokenizer import load_tokenizer
+
+    say(f"WARNING: no --init_from: training {cfg.model} from RANDOM weights (seed {t.seed})")
+    mcfg = get_preset(cfg.model, **numerics)
+    return (mcfg, load_tokenizer(cfg.data.tokenizer),
+            (lambda shardings: jax.jit(init_params, static_argnums=0, out_shardings=shardings)(
+                mcfg, jax.random.PRNGKey(t.seed))), cfg.data.tokenizer)
+
+
+def _write_once(output_dir: str, mcfg: LlamaConfig, tok_dir: str | None) -> None:
+    """<out>/model_config.json and <out>/tokenizer/ (what load_params/export need next to the checkpoints)."""
+    from camel_jax.params_io import config_to_dict
+
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "model_config.json"), "w") as f:
+        json.dump(config_to_dict(mcfg), f, indent=1)
+    dst = os.path.join(output_dir, "tokenizer")
+    if tok_dir and not os.path.exists(dst):
+        if os.path.isdir(tok_dir):
+            shutil.copytree(tok_dir, dst)
+        else:
+            os.makedirs(dst)
+            shutil.copy(tok_dir, os.path.join(dst, os.path.basename(tok_dir)))
+
+
+def prepare(cfg: ConfigDict, output_dir: str, say: Callable[[str], None]) -> Setup:
+    mcfg, tokenizer, params_fn, tok_dir = _model(cfg, say)
+    if cfg.data.max_seq_length > mcfg.max_seq_len:
+        raise C.ConfigError(f"config.data.max_seq_length={cfg.data.max_seq_length}: longer than the model's "
+                            f"max_seq_len {mcfg.max_seq_len}")
+    if D.is_main():
+        _write_once(output_dir, mcfg, tok_dir)
+    D.barrier("setup_written")
+    from camel_jax.data.pipeline import TrainData, mixture_records
+
+    records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
+    train, held = split_holdout(records, cfg.data.holdout, cfg.train.seed)
+    data = TrainData(train, tokenizer, max_seq_length=cfg.data.max_seq_length, batch_size=cfg.train.batch_size,
+                     packing=cfg.data.packing, seed=cfg.train.seed, process_index=jax.process_index(),
+                     process_count=jax.process_count(), by_rate=cfg.data.mixture_rates,
+                     cache_dir=os.path.join(output_dir, "data_cache"))
+    say(f"data {cfg.data.mixture}: {data.describe()}" + (f"; {len(held)} held out" if held else ""))
+    return Setup(mcfg, tokenizer, data, [r["messages"] for r in held], list(cfg.sample.prompts),
+                 cfg.sample.max_new_tokens, cfg.sample.enabled, params_fn, cfg.init_from)
