@@ -24,7 +24,8 @@ class Tokenizer:
             self.vocab_size = self._sp.get_piece_size()
             self.bos_id, self.eos_id = self._sp.bos_id(), self._sp.eos_id()
             self.unk_id = self._sp.unk_id()
-        elif os.path.isdir(path):
+        elif os.path.isdir(path) and any(os.path.isfile(os.path.join(path, f))
+                                         for f in ("tokenizer.json", "tokenizer_config.json")):
             from transformers import AutoTokenizer
 
             self._sp = None
@@ -34,7 +35,7 @@ class Tokenizer:
             self.unk_id = self._hf.unk_token_id
         else:
             raise FileNotFoundError(f"no tokenizer at {path!r}: expected a tokenizer.model file or a Hugging Face "
-                                    f"tokenizer folder")
+                                    f"tokenizer folder (tokenizer.json / tokenizer_config.json)")
         self.eos_token = "</s>" if self._sp is not None else self._hf.eos_token
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:

@@ -1,6 +1,7 @@
 """`python -m camel_jax.data <command>`: data tools as subcommands.
 
     prepare   convert one raw dataset to the unified messages jsonl and print the reconciled summary
+    stats     what a mixture becomes at a max length: drops, rows, packing efficiency, steps
 
 Add a command by writing `_add_<name>(subparsers)` that registers a parser with `set_defaults(func=...)` and
 listing it in COMMANDS; `func(args)` returns the exit code.
@@ -12,6 +13,7 @@ import json
 import sys
 
 from camel_jax.data.converters import DATASETS
+from camel_jax.data.pipeline import add_stats_command
 from camel_jax.data.records import RecordError
 
 
@@ -65,7 +67,7 @@ def _add_prepare(sub) -> None:
     p.set_defaults(func=_prepare)
 
 
-COMMANDS = (_add_prepare,)
+COMMANDS = (_add_prepare, add_stats_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
