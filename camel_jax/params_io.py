@@ -54,12 +54,20 @@ def config_from_dict(d: dict, source: str = "model config") -> LlamaConfig:
     return LlamaConfig(**d).validate()
 
 
+def _is_complete(step_dir: str) -> bool:
+    """Orbax writes these two files last; a step folder without them is a save that never finished."""
+    return all(os.path.exists(os.path.join(step_dir, f)) for f in ("_CHECKPOINT_METADATA",
+                                                                    os.path.join(STATE_ITEM, "_METADATA")))
+
+
 def _root_and_params(ckpt_dir: str) -> tuple[str, str, bool]:
     """(folder holding model_config.json and tokenizer/, Orbax directory to read, is a train state)."""
     path = os.path.abspath(ckpt_dir)
     if os.path.isdir(os.path.join(path, PARAMS_DIR)) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
         return path, os.path.join(path, PARAMS_DIR), False
     if os.path.isdir(os.path.join(path, STATE_ITEM)):  # <out>/checkpoints/<step>
+        if not _is_complete(path):
+            raise FileNotFoundError(f"{path} is an incomplete training checkpoint (Orbax never finalised it)")
         root = os.path.dirname(os.path.dirname(path))
         if os.path.isfile(os.path.join(path, CONFIG_FILE)):
             root = path
@@ -67,7 +75,8 @@ def _root_and_params(ckpt_dir: str) -> tuple[str, str, bool]:
     if os.path.isdir(os.path.join(path, "checkpoints")):  # <out>: the newest finalized step
         from orbax.checkpoint import step as ocp_step
 
-        steps = sorted(ocp_step.checkpoint_steps(os.path.join(path, "checkpoints")))
+        ckpts = os.path.join(path, "checkpoints")
+        steps = sorted(s for s in ocp_step.checkpoint_steps(ckpts) if _is_complete(os.path.join(ckpts, str(s))))
         if not steps:
             raise FileNotFoundError(f"{path}/checkpoints holds no finished checkpoint")
         return _root_and_params(os.path.join(path, "checkpoints", str(steps[-1])))

@@ -64,7 +64,7 @@ def test_dtype_cast_on_restore(tmp_path):
     assert {str(x.dtype) for x in jax.tree_util.tree_leaves(loaded)} == {"bfloat16"}
 
 
-def write_training_run(out, steps):
+def write_training_run(out, steps, save_args="PyTreeSave"):
     """A training output folder laid out as the training checkpoint contract says."""
     import optax
     import orbax.checkpoint as ocp
@@ -78,17 +78,21 @@ def write_training_run(out, steps):
             params = init_params(CFG, jax.random.PRNGKey(step))
             state = {"step": np.int32(step), "params": params, "opt_state": optax.adamw(1e-3).init(params),
                      "rng": jax.random.PRNGKey(0)}
-            mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+            mgr.save(step, args=ocp.args.Composite(state=getattr(ocp.args, save_args)(state),
                                                    meta=ocp.args.JsonSave({"data_position": step})))
             saved[step] = jax.tree_util.tree_map(np.asarray, params)
         mgr.wait_until_finished()
     return saved
 
 
-def test_params_out_of_training_checkpoints(tmp_path):
+@pytest.mark.parametrize("save_args", ["PyTreeSave", "StandardSave"])
+def test_params_out_of_training_checkpoints(tmp_path, save_args):
     out = str(tmp_path / "run")
-    saved = write_training_run(out, [1, 2])
+    saved = write_training_run(out, [1, 2], save_args)
     os.makedirs(os.path.join(out, "checkpoints", "3.orbax-checkpoint-tmp-1234", "state"))  # half-written: ignored
+    os.makedirs(os.path.join(out, "checkpoints", "4", "state"))  # never finalised (no Orbax metadata): ignored
+    with pytest.raises(FileNotFoundError, match="checkpoints/4 is an incomplete training checkpoint"):
+        params_io.load_params(os.path.join(out, "checkpoints", "4"))
     newest, cfg = params_io.load_params(out)
     assert cfg == CFG
     assert_trees_equal(saved[2], newest)
