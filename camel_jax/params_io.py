@@ -24,11 +24,12 @@ TOKENIZER_DIR = "tokenizer"
 STATE_ITEM = "state"
 
 
-def _checkpointer(saving: bool = False):
+def _checkpointer(saving: bool = False, host_local: bool = True):
     """A synchronous PyTree checkpointer that keeps host memory near one copy of the model while saving: no
     defensive deep copy of host (numpy) arrays, no zstd compression buffers (fp32/bf16 weights shrink < 10%
     under it), and at most 1 GB in flight. Measured on a 0.88 GB tree: peak RSS 2.65 GB with Orbax's defaults,
-    1.17 GB with these."""
+    1.17 GB with these. `host_local`: only this process takes part (numpy in/out), so one process of a
+    multi-process run can export or sample without the others joining Orbax's barriers."""
     import jax
     import orbax.checkpoint as ocp
 
@@ -38,8 +39,12 @@ def _checkpointer(saving: bool = False):
         kw["type_handler_registry"] = th.create_type_handler_registry(
             (int, th.ScalarHandler()), (float, th.ScalarHandler()), (np.number, th.ScalarHandler()),
             (np.ndarray, th.NumpyHandler(deepcopy_host_arrays=False)), (jax.Array, th.get_type_handler(jax.Array)))
+    if host_local:
+        me = jax.process_index()
+        kw["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
     return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False, save_concurrent_gb=1,
-                                                        restore_concurrent_gb=1, **kw))
+                                                        restore_concurrent_gb=1, **kw),
+                            **({"multiprocessing_options": kw["multiprocessing_options"]} if host_local else {}))
 
 
 def config_to_dict(cfg: LlamaConfig) -> dict:
@@ -110,6 +115,7 @@ def load_model_config(ckpt_dir: str) -> LlamaConfig:
 def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str | None = None) -> str:
     """Write CKPT_DIR/{model_config.json, params/, tokenizer/}. `tokenizer_dir` is a folder (copied file by file)
     or a single tokenizer.model file."""
+    import jax
     import orbax.checkpoint as ocp
 
     ckpt_dir = os.path.abspath(ckpt_dir)
@@ -117,7 +123,9 @@ def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists; choose a new checkpoint folder")
     os.makedirs(ckpt_dir, exist_ok=True)
-    with _checkpointer(saving=True) as ckptr:
+    host_local = all(isinstance(x, (np.ndarray, np.number)) or getattr(x, "is_fully_addressable", True)
+                     for x in jax.tree_util.tree_leaves(params))
+    with _checkpointer(saving=True, host_local=host_local) as ckptr:
         ckptr.save(target, args=ocp.args.PyTreeSave(params))
     with open(os.path.join(ckpt_dir, CONFIG_FILE), "w") as f:
         json.dump(config_to_dict(cfg), f, indent=2)
@@ -158,7 +166,7 @@ def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) 
     if is_state:
         item, restore = {"params": item}, {"params": restore}
     try:
-        with _checkpointer() as ckptr:
+        with _checkpointer(host_local=shardings is None) as ckptr:
             out = ckptr.restore(item_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore,
                                                                        partial_restore=is_state))
     except (ValueError, KeyError) as e:

@@ -113,3 +113,61 @@ def test_bad_checkpoints_are_named(tmp_path):
         json.dump({**params_io.config_to_dict(CFG), "n_embd": 96}, f)
     with pytest.raises(ValueError, match=r"model_config.json: unknown LlamaConfig fields \['n_embd'\]"):
         params_io.load_model_config(str(tmp_path / "ckpt"))
+
+
+WORKER = """
+import sys
+import jax
+import numpy as np
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from jax.experimental import multihost_utils
+from camel_jax import params_io
+from camel_jax.mesh import build_mesh
+from camel_jax.partition import tree_shardings
+ckpt, out = sys.argv[3], sys.argv[4]
+if jax.process_index() == 0:  # one process alone reads host-local numpy and writes an HF export
+    params, cfg = params_io.load_params(ckpt)
+    from camel_jax.convert.hf import export_hf
+    export_hf(ckpt, out)
+    print("LOCAL", float(sum(np.sum(x, dtype=np.float64) for x in jax.tree_util.tree_leaves(params))), flush=True)
+multihost_utils.sync_global_devices("after-local")
+mesh = build_mesh("fsdp4")  # every process restores its own shards of the global arrays
+params, _ = params_io.load_params(ckpt, shardings=tree_shardings(params_io.load_params(ckpt)[0], mesh))
+emb = params["embed"]["embedding"]
+print("SHARDED", emb.shape, len(emb.addressable_shards), float(emb.addressable_shards[0].data.sum()), flush=True)
+"""
+
+
+@pytest.mark.multiprocess
+def test_one_process_of_a_cluster_can_load_alone(tmp_path):
+    """Host-local loads/exports must not wait on Orbax barriers the other processes never reach."""
+    import socket
+    import subprocess
+    import sys
+
+    params = numpy_params()
+    params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
+    (tmp_path / "worker.py").write_text(WORKER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), f"127.0.0.1:{port}", str(i),
+                               str(tmp_path / "ckpt"), str(tmp_path / "hf")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=240)[0])
+        finally:
+            p.kill()
+    lines = [line.split(" ", 1) for out in outs for line in out.splitlines() if line.startswith(("LOCAL", "SHARDED"))]
+    assert sorted(k for k, _ in lines) == ["LOCAL", "SHARDED", "SHARDED"], "\n".join(outs)
+    want = float(sum(np.sum(x, dtype=np.float64) for x in jax.tree_util.tree_leaves(params)))
+    assert abs(float(dict(lines)["LOCAL"]) - want) < 1e-6 * max(1.0, abs(want))
+    emb = params["embed"]["embedding"]  # spec (mp, fsdp): columns split in 4, two shards per process
+    shard_sums = sorted(float(v.rsplit(" ", 1)[1]) for k, v in lines if k == "SHARDED")
+    assert np.allclose(shard_sums, sorted([emb[:, :16].sum(), emb[:, 32:48].sum()]), rtol=1e-5)
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
