@@ -136,3 +136,21 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(llama2c.Llama2cError, match=r"tok.bin: token \d+ claims \d+ bytes"):
         llama2c.read_tokenizer(str(tmp_path / "tok.bin"))
     assert convert_main(["import-llama2c", str(tmp_path / "nope.bin"), TOK512_BIN, str(tmp_path / "c")]) == 2
+
+
+def test_stories260k_exports_to_transformers(tmp_path):
+    """llama2.c -> camel_jax -> HF: transformers greedy-decodes the same story and AutoTokenizer gives our ids."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    assert convert_main(["import-llama2c", STORIES_BIN, TOK512_BIN, str(tmp_path / "ckpt")]) == 0
+    assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf")]) == 0
+    params, cfg = params_io.load_params(str(tmp_path / "ckpt"))
+    (ours,) = greedy_generate(params, cfg.replace(dtype="float32"), [[1]], max_new_tokens=24)
+    model = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        theirs = model.generate(torch.tensor([[1]]), max_new_tokens=24, do_sample=False)[0, 1:].tolist()
+    assert theirs == ours
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    sp = load_tokenizer(str(tmp_path / "ckpt" / "tokenizer"))
+    text = "Once upon a time, Tom saw 3 big dogs."
+    assert hf_tok(text)["input_ids"] == sp.encode(text, add_bos=True)
