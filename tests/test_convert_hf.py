@@ -85,13 +85,26 @@ from camel_jax.convert.safetensors_io import SafetensorsFile  # noqa: E402
 
 
 def save_hf(model, path, fmt):
-    """A HF folder as published: config.json plus safetensors (save_pretrained) or a pickled .bin state dict."""
-    if fmt == "safetensors":
-        model.save_pretrained(path)
-    else:
-        path.mkdir()
-        model.config.save_pretrained(path)
-        torch.save(model.state_dict(), path / "pytorch_model.bin")
+    """A HF folder as published: config.json plus safetensors (save_pretrained) or pickled .bin state dicts,
+    in one file or sharded with an index ("-sharded")."""
+    if fmt.startswith("safetensors"):
+        model.save_pretrained(path, max_shard_size="50KB" if fmt.endswith("-sharded") else "5GB")
+        assert (path / "model.safetensors.index.json").is_file() == fmt.endswith("-sharded")
+        return path
+    path.mkdir()
+    model.config.save_pretrained(path)
+    sd = model.state_dict()
+    if not fmt.endswith("-sharded"):  # "bin-legacy": torch's pre-1.6 format, which cannot be memory-mapped
+        torch.save(sd, path / "pytorch_model.bin", _use_new_zipfile_serialization=fmt != "bin-legacy")
+        return path
+    names = list(sd)
+    parts = [names[: len(names) // 2], names[len(names) // 2:]]
+    wmap = {}
+    for k, part in enumerate(parts):
+        fname = f"pytorch_model-{k + 1:05d}-of-00002.bin"
+        torch.save({n: sd[n] for n in part}, path / fname)
+        wmap.update({n: fname for n in part})
+    (path / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wmap}))
     return path
 
 
@@ -103,7 +116,7 @@ def read_export(hf_dir):
     return out
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+@pytest.mark.parametrize("fmt", ["safetensors", "safetensors-sharded", "bin", "bin-sharded", "bin-legacy"])
 def test_import_then_export_is_bit_exact_and_loads_in_transformers(tmp_path, fmt):
     model = tiny_hf_model(kv=2)
     src = save_hf(model, tmp_path / "hf", fmt)
@@ -167,6 +180,25 @@ def test_export_accepts_a_training_checkpoint(tmp_path):
                           saved[3]["layers"]["mlp"]["down"]["kernel"][1].T)
     assert hf.config_from_hf(transformers.AutoConfig.from_pretrained(tmp_path / "out").to_dict()) == \
         CFG.replace(dtype="bfloat16")
+
+
+class _Evil:
+    """Unpickling this would create a file: loading a .bin must never execute it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_code_in_bin_is_refused_not_run(tmp_path, capsys):
+    src = save_hf(tiny_hf_model(), tmp_path / "hf", "bin")
+    sd = torch.load(src / "pytorch_model.bin", weights_only=True)
+    torch.save({**sd, "payload": _Evil(str(tmp_path / "pwned"))}, src / "pytorch_model.bin")
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 2
+    assert f"{src}/pytorch_model.bin: cannot be read safely" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_bad_inputs_name_the_file(tmp_path, capsys):

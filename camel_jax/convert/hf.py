@@ -243,9 +243,12 @@ class HFWeights:
                                       f"--index-url https://download.pytorch.org/whl/cpu), or convert to "
                                       f"safetensors first") from None
             try:  # weights_only: tensors and plain containers only, never arbitrary pickled code
-                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # pre-zipfile torch format cannot be memory-mapped
-                sd = torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:  # only the zipfile format (torch >= 1.6) can be memory-mapped
+                    if "zip" not in str(e).lower():
+                        raise
+                    sd = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise ConversionError(f"{path}: cannot be read safely as a torch state dict ({e})") from None
             opened = {k: (lambda t=t: _torch_to_numpy(t)) for k, t in sd.items()}
