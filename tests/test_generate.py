@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax import params_io
 from camel_jax.generate import GREEDY, Sampling, generate, greedy_generate, left_pad, main, select_tokens
 from camel_jax.model import Llama, init_params
 from camel_jax.model_config import get_preset
