@@ -117,10 +117,11 @@ def read_export(hf_dir):
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "safetensors-sharded", "bin", "bin-sharded", "bin-legacy"])
-def test_import_then_export_is_bit_exact_and_loads_in_transformers(tmp_path, fmt):
+def test_import_then_export_is_bit_exact_and_loads_in_transformers(tmp_path, fmt, capsys):
     model = tiny_hf_model(kv=2)
     src = save_hf(model, tmp_path / "hf", fmt)
     assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    assert "has no tokenizer files" in capsys.readouterr().err
     # 64-row layer tensors are 16 KiB in fp32: a 40 KB limit forces several shards and an index.
     assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--max_shard_size", "40KB"]) == 0
     out = tmp_path / "out"

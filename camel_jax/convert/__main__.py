@@ -28,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "import-hf":
             from camel_jax.convert.hf import import_hf
 
+            from camel_jax.params_io import tokenizer_dir
+
             cfg = import_hf(args.hf_dir, args.ckpt_dir, param_dtype=args.param_dtype)
             print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
+            if tokenizer_dir(args.ckpt_dir) is None:
+                print(f"warning: {args.hf_dir} has no tokenizer files; {args.ckpt_dir}/tokenizer is missing",
+                      file=sys.stderr)
         elif args.command == "export-hf":
             from camel_jax.convert.hf import export_hf
 
