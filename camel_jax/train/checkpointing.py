@@ -6,7 +6,8 @@
 
 Guarantees the loop relies on:
 
-* Saves are asynchronous (`async_save=True`): `save` returns once the arrays are copied off the devices, so the next
+* Saves are asynchronous (`async_save=True`): `save` returns once the arrays are copied off the devices (Orbax's
+  `transfer_arrays_to_host` blocks while no `save_device_host_concurrent_gb` limit is set, as here), so the next
   train step may donate the state; the files are written in the background and the step directory appears under its
   final name only when complete (Orbax writes ``<step>.orbax-checkpoint-tmp-*`` and renames it).
 * `latest_step` returns the newest COMPLETE checkpoint: temporary directories of a killed process are never
@@ -16,16 +17,18 @@ Guarantees the loop relies on:
   bitwise the saved values; keep-last-K deletes older steps after each save.
 
 `Checkpointer(output_dir)` takes the run's output folder; passing ``<output_dir>/checkpoints`` itself also works.
+Paths go through etils.epath, so ``gs://`` output folders work as on local disk (there a step counts as complete
+only once Orbax has written its ``commit_success.txt``).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 from typing import Any
 
 import jax
+from etils import epath
 
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import path_str
@@ -34,7 +37,7 @@ STATE_ITEM = "state"
 META_ITEM = "meta"
 CHECKPOINTS_DIR = "checkpoints"
 # Files Orbax writes into a step directory and its items only when the save completed.
-_FINAL_FILES = ("_CHECKPOINT_METADATA", os.path.join(STATE_ITEM, "_METADATA"))
+_FINAL_FILES = ("_CHECKPOINT_METADATA", f"{STATE_ITEM}/_METADATA")
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +52,12 @@ class Checkpointer:
     def __init__(self, output_dir: str, keep: int | None = 3, async_save: bool = True):
         import orbax.checkpoint as ocp
 
-        path = os.path.abspath(output_dir)
-        if os.path.basename(path.rstrip(os.sep)) == CHECKPOINTS_DIR:
-            self.output_dir, self.directory = os.path.dirname(path), path
+        path = str(output_dir).rstrip("/")
+        path = epath.Path(path if "://" in path else os.path.abspath(path))
+        if path.name == CHECKPOINTS_DIR:
+            self.output_dir, self.directory = str(path.parent), str(path)
         else:
-            self.output_dir, self.directory = path, os.path.join(path, CHECKPOINTS_DIR)
+            self.output_dir, self.directory = str(path), str(path / CHECKPOINTS_DIR)
         if keep is not None and keep < 1:
             raise ValueError(f"keep (train.keep_checkpoints) must be >= 1 or None for all, got {keep}")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
@@ -65,20 +69,21 @@ class Checkpointer:
 
     # ---- queries -------------------------------------------------------------------------------------------------
     def step_dir(self, step: int) -> str:
-        return os.path.join(self.directory, str(int(step)))
+        return str(epath.Path(self.directory) / str(int(step)))
 
     def is_complete(self, step: int) -> bool:
-        d = self.step_dir(step)
-        return (os.path.isdir(os.path.join(d, META_ITEM))
-                and all(os.path.exists(os.path.join(d, f)) for f in _FINAL_FILES))
+        d = epath.Path(self.step_dir(step))
+        return (d.is_dir() and (d / META_ITEM).is_dir() and all((d / f).exists() for f in _FINAL_FILES)
+                and self._ocp.step.is_path_finalized(d))
 
     def all_steps(self) -> list[int]:
         """Steps of complete checkpoints on disk, oldest first. Read from the directory itself (not Orbax's cached
         list, which must not be reloaded while a save is in flight); a save in progress is not listed yet."""
-        if not os.path.isdir(self.directory):
+        directory = epath.Path(self.directory)
+        if not directory.is_dir():
             return []
         steps = []
-        for name in os.listdir(self.directory):
+        for name in (p.name for p in directory.iterdir()):
             if not name.isdigit():
                 continue  # Orbax temporary folders, stray files
             if self.is_complete(int(name)):
@@ -102,13 +107,13 @@ class Checkpointer:
             json.dumps(meta)
         except (TypeError, ValueError) as e:
             raise TypeError(f"checkpoint meta for step {step} is not JSON-serialisable: {e}") from None
-        if os.path.isdir(self.step_dir(step)):
+        if epath.Path(self.step_dir(step)).is_dir():
             if self.is_complete(step):
                 return False
             self._mngr.wait_until_finished()
             if _is_primary():  # an unfinished folder under the final name: not loadable, make room for the new one
                 log.warning("replacing incomplete checkpoint %s", self.step_dir(step))
-                shutil.rmtree(self.step_dir(step))
+                epath.Path(self.step_dir(step)).rmtree()
             self._mngr.reload()
         args = self._ocp.args
         return bool(self._mngr.save(step, args=args.Composite(**{STATE_ITEM: args.PyTreeSave(state),
@@ -192,11 +197,10 @@ class Checkpointer:
         """<output_dir>/model_config.json (what params_io.load_params/export read next to checkpoints/)."""
         from camel_jax.params_io import CONFIG_FILE, config_to_dict
 
-        path = os.path.join(self.output_dir, CONFIG_FILE)
+        path = epath.Path(self.output_dir) / CONFIG_FILE
         if _is_primary():
-            os.makedirs(self.output_dir, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(config_to_dict(cfg), f, indent=1)
-            os.replace(tmp, path)
-        return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / (CONFIG_FILE + ".tmp")
+            tmp.write_text(json.dumps(config_to_dict(cfg), indent=1))
+            tmp.rename(path)
+        return str(path)
