@@ -99,7 +99,7 @@ PRESETS: dict[str, LlamaConfig] = {
     "tiny-mha": _llama(64, 176, 2, 4, vocab=256, seq=128),
     "tiny-gqa": _llama(64, 176, 2, 4, kv=2, vocab=256, seq=128),
     # llama2.c stories260K: dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512.
-    "stories260k": _llama(64, 172, 5, 8, kv=4, vocab=512, seq=512, eps=1e-5),
+    "stories260k": _llama(64, 172, 5, 8, kv=4, vocab=512, seq=512, eps=1e-5).replace(tie_embeddings=True),
 }
 
 
