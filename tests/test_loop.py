@@ -1,0 +1,161 @@
+"""The training run end to end: kill-and-resume is bitwise, half-written checkpoints are ignored, a NaN stops the run
+with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 devices, and the default command."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from camel_jax.train import config as C
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A short real run: stories260K on the bundled sample, 8 rows × 128 tokens, checkpoints every 2 steps, fp32.
+SMALL = ["--config.train.max_steps=8", "--config.train.checkpoint_every=2", "--config.train.keep_checkpoints=10",
+         "--config.data.max_seq_length=128", "--config.train.batch_size=8", "--config.sample.enabled=false",
+         "--progress=false"]
+
+
+def _env(devices: int = 8) -> dict:
+    return dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _cmd(out, *extra):
+    return [sys.executable, "-m", "camel_jax.train", f"--output_dir={out}", *SMALL, *extra]
+
+
+def _run(args, env=None, timeout=600):
+    p = subprocess.run(args, env=env or _env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
+    return p
+
+
+def _losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+
+
+def _params(out):
+    from camel_jax.params_io import load_params
+
+    params, _ = load_params(str(out))
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def _steps(out):
+    d = os.path.join(out, "checkpoints")
+    return sorted(int(x) for x in os.listdir(d) if x.isdigit())
+
+
+def test_kill_and_resume_is_bitwise(tmp_path):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    _run(_cmd(ref))
+    proc = subprocess.Popen(_cmd(killed), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 300
+    try:  # SIGKILL as soon as step 5 is logged: the checkpoint of step 4 may still be in flight
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and any(json.loads(x)["step"] >= 5 for x in metrics.read_text().splitlines()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert max(_steps(killed), default=0) < 8
+    resumed = _run(_cmd(killed))
+    assert "resuming from" in resumed.stdout
+    a, b = _params(ref), _params(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == np.float32 and a[k].tobytes() == b[k].tobytes(), f"{k} differs after resume"
+    assert _losses(ref) == _losses(killed)  # the log was rewound to the checkpoint, then replayed identically
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    out = tmp_path / "run"
+    _run(_cmd(out, "--config.train.max_steps=4"))
+    ckpts = out / "checkpoints"
+    # What a kill during a save leaves behind: Orbax's temporary folder, never finalized.
+    junk = ckpts / "6.orbax-checkpoint-tmp-1234"
+    junk.mkdir()
+    (junk / "garbage").write_bytes(b"\0" * 64)
+    hf_dir = tmp_path / "hf"
+    p = _run(_cmd(out, "--config.train.max_steps=6", f"--config.train.export_hf_at_end={hf_dir}"))
+    assert "resuming from" in p.stdout and "/4 " in p.stdout
+    assert _steps(out)[-1] == 6 and [s for s, _ in _losses(out)] == list(range(1, 7))
+    # the optional export at the end holds the final weights (HF layout: transposed kernels)
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(hf_dir / "model.safetensors"))
+    final = _params(out)
+    np.testing.assert_array_equal(tensors["model.layers.0.mlp.down_proj.weight"],
+                                  final["['layers']['mlp']['down']['kernel']"][0].T)
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    p = subprocess.run(_cmd(out, "--config.train.nan_at_step=4"), env=_env(), cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 3, p.stderr[-3000:]
+    assert "STOPPED" in p.stderr and "step 5 is not finite" in p.stderr and "checkpoints/4" in p.stderr
+    assert _steps(out) == [2, 4]
+    assert all(np.isfinite(v).all() for v in _params(out).values())
+    assert [s for s, _ in _losses(out)] == [1, 2, 3, 4]
+
+
+def test_bad_config_fails_before_compiling(tmp_path):
+    p = subprocess.run(_cmd(tmp_path / "bad", "--config.train.batch_size=12", "--config.train.grad_accum=4"),
+                       env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "config.train.batch_size=12" in p.stderr and "dp×fsdp" in p.stderr, p.stderr
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+@pytest.mark.multiprocess
+def test_two_processes_match_one_process(tmp_path):
+    one = tmp_path / "one"
+    _run(_cmd(one, "--config.train.max_steps=4", "--config.train.batch_size=16", "--config.train.grad_accum=2"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = tmp_path / "two"
+    procs = [subprocess.Popen(_cmd(two, "--config.train.max_steps=4", "--config.train.batch_size=16",
+                                   "--config.train.grad_accum=2",
+                                   f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                                   f"--process_id={i}"), env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=600)[0])
+        finally:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n=====\n".join(o[-3000:] for o in outs)
+    a, b = _losses(one), _losses(two)
+    assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4]
+    np.testing.assert_allclose([x for _, x in b], [x for _, x in a], rtol=2e-5)
+    assert "done:" in outs[0] and "done:" not in outs[1]  # one process writes logs
+
+
+@pytest.mark.slow
+def test_default_command_end_to_end(tmp_path):
+    """README's first command, as is (plus an output dir): real stories260K tuned on the bundled sample."""
+    p = _run([sys.executable, "-m", "camel_jax.train", f"--output_dir={tmp_path / 'default'}", "--progress=false"],
+             timeout=1800)
+    out = p.stdout
+    assert "greedy responses before tuning" in out and "greedy responses after tuning" in out
+    assert out.count("[held-out]") == 2 * C.default_config().data.holdout
+    losses = [x for _, x in _losses(tmp_path / "default")]
+    n = max(1, len(losses) // 10)
+    assert np.mean(losses[-n:]) < np.mean(losses[:n]) - 0.3, losses
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    assert summary["steps"] == len(losses) and os.path.isdir(summary["checkpoint"])
+    assert "done:" in out
