@@ -22,17 +22,21 @@ import optax  # noqa: E402
 from camel_jax.convert import hf  # noqa: E402
 from camel_jax.model import Llama, init_params  # noqa: E402
 from camel_jax.model_config import get_preset  # noqa: E402
+from camel_jax.train.loss import token_nll_sums  # noqa: E402
 
 
-def time_steps(step, n_warmup, n_steps):
-    for _ in range(n_warmup):
-        step()
-    times = []
+def time_interleaved(steps: dict, n_warmup: int, n_steps: int) -> dict:
+    """Median seconds per step of each contender, timed in alternation so both see the same machine load."""
+    for step in steps.values():
+        for _ in range(n_warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(n_steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def bench_jax(cfg, tokens, args):
@@ -41,12 +45,13 @@ def bench_jax(cfg, tokens, args):
     state = [params, opt.init(params)]
     inputs, targets = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
 
-    def loss_fn(p):
-        logits, _ = Llama(cfg).apply({"params": p}, inputs)
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], axis=-1))
+    mask = jnp.ones(targets.shape, jnp.float32)
 
-    @jax.jit
+    def loss_fn(p):  # the training loss: masked token cross-entropy over fp32 logits
+        logits, _ = Llama(cfg).apply({"params": p}, inputs)
+        total, n = token_nll_sums(logits, targets, mask)
+        return total / n
+
     def train_step(p, o):
         loss, g = jax.value_and_grad(loss_fn)(p)
         upd, o = opt.update(g, o, p)
@@ -58,7 +63,7 @@ def bench_jax(cfg, tokens, args):
         state[0], state[1], loss = train_step(*state)
         loss.block_until_ready()
 
-    return time_steps(step, args.warmup, args.steps)
+    return step
 
 
 def bench_torch(cfg, tokens, args):
@@ -77,7 +82,7 @@ def bench_torch(cfg, tokens, args):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return time_steps(step, args.warmup, args.steps)
+    return step
 
 
 def main():
@@ -92,10 +97,11 @@ def main():
     tokens = np.random.RandomState(0).randint(3, cfg.vocab_size, (args.batch, args.seq + 1)).astype(np.int32)
     n_tok = args.batch * args.seq
     print(f"preset {args.preset} ({cfg.num_params() / 1e6:.1f}M params), batch {args.batch} x {args.seq}, fp32, "
-          f"{os.cpu_count()} CPU threads, median of {args.steps} steps after {args.warmup} warm-up")
-    t_torch = bench_torch(cfg, tokens, args)
+          f"{os.cpu_count()} CPU threads, median of {args.steps} steps each, timed in alternation, after {args.warmup} warm-up")
+    med = time_interleaved({"pytorch": bench_torch(cfg, tokens, args), "camel_jax": bench_jax(cfg, tokens, args)},
+                           args.warmup, args.steps)
+    t_torch, t_jax = med["pytorch"], med["camel_jax"]
     print(f"pytorch   : {t_torch * 1e3:8.1f} ms/step  {n_tok / t_torch:9.0f} tokens/s")
-    t_jax = bench_jax(cfg, tokens, args)
     print(f"camel_jax : {t_jax * 1e3:8.1f} ms/step  {n_tok / t_jax:9.0f} tokens/s")
     print(f"ratio camel_jax/pytorch tokens/s: {t_torch / t_jax:.2f}x")
 
