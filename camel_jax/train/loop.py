@@ -50,6 +50,18 @@ def _meta(cfg: ConfigDict, step: int, data_state: Any, tokens: int, loss: float)
             "config": C.to_dict(cfg), "mesh_devices": jax.device_count(), "processes": jax.process_count()}
 
 
+def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of config fields whose values differ (test hooks and sampling are not reported)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{k}.")
+        elif a != b and not (prefix == "sample." or k == "nan_at_step"):
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default", init_from: str | None = None,
         progress: bool = True, print_fn=print) -> dict[str, Any]:
     """Train per `cfg`; returns the end summary (also printed by process 0)."""
@@ -93,12 +105,16 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         data_it = s.data.iterator(meta["data_state"])
         tokens_seen, last_loss = int(meta.get("tokens_seen", 0)), float(meta.get("loss", float("nan")))
         say(f"resuming from {ckpt.directory}/{start} (step {start}/{total})")
+        changed = _changed(meta.get("config", {}), C.to_dict(cfg))
+        if changed:
+            say(f"note: config differs from the checkpoint's in {', '.join(changed)} (the run continues with the new "
+                f"values; a changed schedule length or batch makes it differ from an uninterrupted run)")
     else:
         with jax.set_mesh(mesh):
             state = init_train_state(s.model_cfg, optimizer, jax.random.PRNGKey(t.seed),
                                      params=s.load_params(shardings["params"]), shardings=shardings)
         data_it = s.data.iterator()
-    if start < total and not start:
+    if not start:
         s.show_samples("before tuning", state["params"], say)
 
     BATCH_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
@@ -143,6 +159,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                 saved = step
         ckpt.wait()
     finally:
+        data_it.close()
         writer.close()
         ckpt.close()
     if step != saved:  # pragma: no cover - every path above saves the last step
@@ -153,9 +170,9 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     if t.export_hf_at_end:
         export = s.export_hf(final_dir, t.export_hf_at_end)
         say(f"exported a Hugging Face checkpoint to {export}")
-    summary = {"steps": step, "resumed_from": start, "tokens": tokens_seen, "time_s": round(time.perf_counter() - t_start, 1),
-               "final_loss": last_loss, "checkpoint": final_dir, "metrics": os.path.join(output_dir, "metrics.jsonl"),
-               "hf_export": export or None}
+    summary = {"steps": step, "resumed_from": start, "tokens": tokens_seen,
+               "time_s": round(time.perf_counter() - t_start, 1), "final_loss": last_loss, "checkpoint": final_dir,
+               "metrics": os.path.join(output_dir, "metrics.jsonl"), "hf_export": export or None}
     if main:
         with open(os.path.join(output_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)

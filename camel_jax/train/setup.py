@@ -23,6 +23,7 @@ from camel_jax.train import distributed as D
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 STORIES_DIR = os.path.join(ASSETS, "stories260k")
+_TMP_TOKENIZER = "camel_jax_stories_tok_"
 
 
 @dataclasses.dataclass
@@ -95,7 +96,7 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
 
         model_bin, tok_bin = (os.path.join(STORIES_DIR, f) for f in ("stories260K.bin", "tok512.bin"))
         params, arch = read_model(model_bin)
-        tok_dir = tempfile.mkdtemp(prefix="camel_jax_stories_tok_")
+        tok_dir = tempfile.mkdtemp(prefix=_TMP_TOKENIZER)
         with open(os.path.join(tok_dir, "tokenizer.model"), "wb") as f:
             f.write(sentencepiece_model(read_tokenizer(tok_bin, arch.vocab_size), tok_bin))
         tokenizer = load_tokenizer(tok_dir)
@@ -153,6 +154,8 @@ def prepare(cfg: ConfigDict, output_dir: str, say: Callable[[str], None]) -> Set
     if D.is_main():
         _write_once(output_dir, mcfg, tok_dir)
     D.barrier("setup_written")
+    if os.path.basename(tok_dir).startswith(_TMP_TOKENIZER):  # the in-memory import's tokenizer is now loaded
+        shutil.rmtree(tok_dir, ignore_errors=True)
     from camel_jax.data.pipeline import TrainData, mixture_records
 
     records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
