@@ -150,12 +150,12 @@ def main():
     ex, _, _, drops = tokenize_records(records, tokenizer, args.max_len)
     examples = [(ex.tokens[a:b], ex.masks[a:b]) for a, b in zip(ex.offsets[:-1], ex.offsets[1:])]
     n_tok = sum(len(x) for x, _ in examples)
-    print(f"{len(records)} of {n_all} sample records -> {len(examples)} examples ({drops.summary()} dropped), "
+    print(f"{len(records)} of {n_all} records -> {len(examples)} examples ({drops.summary()} dropped), "
           f"{n_tok:,} tokens, max length {args.max_len}; preset {args.preset} ({cfg.num_params() / 1e6:.1f}M), "
           f"fp32, global batch {args.batch} examples (PyTorch micro-batch {args.micro}), {os.cpu_count()} CPU threads")
     t_torch, s_torch, tok_torch, l_torch = bench_torch(cfg, examples, args)
-    print(f"pytorch (pad to longest) : {t_torch:8.1f} s/epoch, {s_torch} steps, {tok_torch:,} slots incl. pad, "
-          f"{n_tok / t_torch:7.0f} real tokens/s, mean loss {np.mean(l_torch):.3f}")
+    print(f"pytorch (pad to longest) : {t_torch:8.1f} s/epoch, {s_torch} steps, {tok_torch:,} token slots "
+          f"({100 * n_tok / tok_torch:.0f}% real), {n_tok / t_torch:7.0f} real tokens/s, mean loss {np.mean(l_torch):.3f}")
     t_jax, c_jax, s_jax, tok_jax, l_jax = bench_jax(cfg, records, tokenizer, args)
     print(f"camel_jax (packed)       : {t_jax:8.1f} s/epoch, {s_jax} steps, {tok_jax:,} real tokens, "
           f"{tok_jax / t_jax:7.0f} real tokens/s, mean loss {np.mean(l_jax):.3f}; compile {c_jax:.1f} s")

@@ -117,6 +117,12 @@ def test_bad_config_fails_before_compiling(tmp_path):
                        env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "config.train.batch_size=12" in p.stderr and "dp×fsdp" in p.stderr, p.stderr
     assert not (tmp_path / "bad" / "checkpoints").exists()
+    for extra, msg in [(["--config.data.mixture=dolly", "--config.data.data_dir=/nonexistent"], "/nonexistent"),
+                       (["--num_processes=2"], "must be given together"),
+                       (["--mesh=dp3"], "--mesh='dp3' needs 3 devices")]:
+        p = subprocess.run(_cmd(tmp_path / "bad", *extra), env=_env(), cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
 
 
 @pytest.mark.multiprocess

@@ -34,7 +34,13 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     from camel_jax.train import distributed
 
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except distributed.DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    from camel_jax.data.mixtures import MixtureError
+    from camel_jax.data.records import RecordError
     from camel_jax.mesh import MeshError
     from camel_jax.train.config import ConfigError
     from camel_jax.train.loop import TrainingDiverged, run
@@ -42,7 +48,7 @@ def main(argv):
     try:
         run(FLAGS.config, mesh_spec=FLAGS.mesh, output_dir=FLAGS.output_dir, init_from=FLAGS.init_from,
             progress=FLAGS.progress)
-    except (ConfigError, MeshError) as e:
+    except (ConfigError, MeshError, MixtureError, RecordError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as e:

@@ -78,7 +78,7 @@ def base_config() -> ConfigDict:
     c.train.remat = "save_dots"
     c.train.dtype = "bfloat16"  # compute
     c.train.param_dtype = "float32"  # master weights
-    c.train.log_every = 1
+    c.train.print_every = 0  # print a metrics line every N steps (0: about 20 lines per run); JSONL gets every step
     c.train.export_hf_at_end = ""  # a directory: write a Hugging Face checkpoint there at the end
     c.train.nan_at_step = -1  # test hook: make the loss of this step NaN (checks the NaN stop); -1: off
     c.sample = ConfigDict()
@@ -163,7 +163,9 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
                     f"longer than model {cfg.model}'s max_seq_len {PRESETS[cfg.model].max_seq_len}")
     if d.holdout < 0:
         raise _fail("data.holdout", d.holdout, "must be >= 0")
-    for name in ("batch_size", "grad_accum", "keep_checkpoints", "log_every"):
+    if t.print_every < 0:
+        raise _fail("train.print_every", t.print_every, "must be >= 0")
+    for name in ("batch_size", "grad_accum", "keep_checkpoints"):
         if getattr(t, name) < 1:
             raise _fail(f"train.{name}", getattr(t, name), "must be >= 1")
     if t.batch_size % t.grad_accum:

@@ -70,8 +70,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     t_start = time.perf_counter()
     main = D.is_main()
     say = print_fn if main else (lambda *a, **k: None)
-    C.validate(cfg, num_processes=jax.process_count())
-    # Check the mesh against the model and the batch split before loading anything large.
+    # Check the config, and the mesh against the model and the batch split before loading anything large.
     sizes = parse_mesh(mesh_spec, jax.device_count())
     C.validate(cfg, sizes, jax.process_count())
     output_dir = os.path.abspath(output_dir)
@@ -121,7 +120,8 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     batch_sharding = NamedSharding(mesh, P(None, BATCH, None))
     count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=NamedSharding(mesh, P()))
     writer = MetricsWriter(output_dir, total, start, s.model_cfg.flops_per_token(cfg.data.max_seq_length),
-                           jax.device_count(), jax.devices()[0].device_kind, enabled=main, progress=progress)
+                           jax.device_count(), jax.devices()[0].device_kind, enabled=main, progress=progress,
+                           print_every=t.print_every)
     step, saved = start, start
     compiled = None
     try:
