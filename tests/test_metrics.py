@@ -55,6 +55,8 @@ def test_resume_drops_replayed_steps(tmp_path):
     for step in range(1, 6):  # killed after logging step 5; the last checkpoint was step 3
         w.log(step, {"loss": float(step)}, 1.0, 1)
     w.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "loss": 1')  # a kill in the middle of a write
     w = M.MetricsWriter(str(tmp_path), total_steps=6, start_step=3, tensorboard=False, progress=False,
                         stream=io.StringIO())
     for step in range(4, 7):

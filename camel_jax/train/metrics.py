@@ -89,10 +89,18 @@ class MetricsWriter:
         """Keep only records of steps <= start_step (a resumed run replays the steps after its checkpoint)."""
         if not os.path.exists(self.path):
             return
+        keep = []
         with open(self.path, encoding="utf-8") as f:
-            keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= start_step]
-        with open(self.path, "w", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # the line a kill cut short
+                    continue
+                if rec.get("step", 0) <= start_step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(keep)
+        os.replace(self.path + ".tmp", self.path)  # a kill here leaves the old log, never a cut one
 
     def log(self, step: int, metrics: dict[str, float], step_time: float, tokens: int) -> dict[str, Any]:
         """Record one step (1-based: the number of optimizer updates done). Returns the record."""

@@ -131,19 +131,25 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
 
 
 def _write_once(output_dir: str, mcfg: LlamaConfig, tok_dir: str | None) -> None:
-    """<out>/model_config.json and <out>/tokenizer/ (what load_params/export need next to the checkpoints)."""
+    """<out>/model_config.json and <out>/tokenizer/ (what load_params/export need next to the checkpoints).
+    Both appear atomically (written aside, then renamed), so a run killed here never leaves half a tokenizer."""
     from camel_jax.params_io import config_to_dict
 
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "model_config.json"), "w") as f:
+    path = os.path.join(output_dir, "model_config.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(config_to_dict(mcfg), f, indent=1)
+    os.replace(path + ".tmp", path)
     dst = os.path.join(output_dir, "tokenizer")
     if tok_dir and not os.path.exists(dst):
+        tmp = dst + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
         if os.path.isdir(tok_dir):
-            shutil.copytree(tok_dir, dst)
+            shutil.copytree(tok_dir, tmp)
         else:
-            os.makedirs(dst)
-            shutil.copy(tok_dir, os.path.join(dst, os.path.basename(tok_dir)))
+            os.makedirs(tmp)
+            shutil.copy(tok_dir, os.path.join(tmp, os.path.basename(tok_dir)))
+        os.replace(tmp, dst)
 
 
 def prepare(cfg: ConfigDict, output_dir: str, say: Callable[[str], None]) -> Setup:
