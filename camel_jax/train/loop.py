@@ -70,6 +70,9 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     t_start = time.perf_counter()
     main = D.is_main()
     say = print_fn if main else (lambda *a, **k: None)
+    if "://" in output_dir:
+        raise C.ConfigError(f"--output_dir={output_dir}: metrics, TensorBoard and run files are written with POSIX "
+                            f"file calls; use a local or mounted path (e.g. a gcsfuse mount of the bucket)")
     # Check the config, and the mesh against the model and the batch split before loading anything large.
     sizes = parse_mesh(mesh_spec, jax.device_count())
     C.validate(cfg, sizes, jax.process_count())
