@@ -51,6 +51,9 @@ class Setup:
         instructions = [conv[0]["content"] for conv in self.holdout] + list(self.prompts)
         if not self.enabled or not instructions:
             return
+        if jax.process_count() > 1:  # generate.py gathers its output on one host; sample from the checkpoint instead
+            say(f"(greedy samples {label} are shown in single-process runs; use python -m camel_jax.generate)")
+            return
         from camel_jax.generate import greedy_generate
 
         tok = self.tokenizer
