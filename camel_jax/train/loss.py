@@ -28,8 +28,10 @@ def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Per-token negative log-likelihood, [..., T] float32, from logits [..., T, V] (cast to float32 first)."""
     logits = logits.astype(jnp.float32)
     lse = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return lse - target_logit
+    # A one-hot contraction rather than take_along_axis: XLA fuses the compare into the reduction, and its
+    # gradient is one fused elementwise op instead of a scatter (20% of a bench-58m CPU step; MaxText does the same).
+    onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype)
+    return lse - jnp.sum(logits * onehot, axis=-1)
 
 
 def token_nll_sums(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
