@@ -17,15 +17,14 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from camel_jax.data import mixtures as _mixtures
 from camel_jax.model_config import PRESETS, REMAT_POLICIES
 
-DATASETS = ("super_ni", "cot", "flan_v2", "dolly", "oasst1", "self_instruct", "unnatural_instructions",
-            "stanford_alpaca", "code_alpaca", "gpt4_alpaca", "baize", "sharegpt")
-MIXTURES = ("tulu_human_mix", "tulu_human_gpt_mix")
+DATASETS = tuple(_mixtures.DATASETS)  # the 12 datasets, in the data module's table order
+MIXTURES = tuple(_mixtures.MIXTURES)  # tulu_human_mix, tulu_human_gpt_mix
+SAMPLE_MIXTURE = _mixtures.SAMPLE_MIXTURE  # the bundled TÜLU-mix sample (camel_jax/assets/tulu_mix_sample.jsonl)
 LOSS_REDUCTIONS = ("token", "micro_mean")
 DTYPES = ("float32", "bfloat16", "float16")
-# The mixture name of the bundled TÜLU-mix sample (camel_jax/assets/tulu_mix_sample.jsonl).
-SAMPLE_MIXTURE = "tulu_mix_sample"
 # init_from value meaning "the bundled llama2.c stories260K, imported in memory".
 BUILTIN_STORIES = "builtin:stories260k"
 
@@ -151,9 +150,9 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
         raise _fail("model", cfg.model, f"unknown preset; known: {', '.join(sorted(PRESETS))}")
     d, t = cfg.data, cfg.train
     mix = d.mixture
-    if not (mix in DATASETS + MIXTURES + (SAMPLE_MIXTURE,) or str(mix).endswith(".jsonl")):
+    if not (mix in _mixtures.known_names() or str(mix).endswith(".jsonl")):
         raise _fail("data.mixture", mix, f"expected one of {', '.join(DATASETS + MIXTURES + (SAMPLE_MIXTURE,))} "
-                                         f"or a path ending in .jsonl")
+                                         f"(or tulu_<dataset>), or a path ending in .jsonl")
     if str(mix).endswith(".jsonl") and not os.path.isfile(mix):
         raise _fail("data.mixture", mix, "no such file")
     if d.max_seq_length < 2:
