@@ -10,8 +10,9 @@ encoding), max length 1024, preset bench-58m in fp32, AdamW + linear schedule + 
   * camel_jax: the training pipeline (TrainData, packing on: several examples per 1024-token row with segment ids)
     and the jitted train step (token reduction); the global batch is the number of packed rows that holds `--batch`
     examples on average, so both sides take about the same number of optimizer steps per epoch.
-Compilation is timed apart (AOT, before the epoch) and reported; the ratio is PyTorch epoch time / camel_jax epoch
-time (compile excluded, and also shown included). One run each, no repetition: it is an epoch.
+Both epochs run in one process, step by step in alternation (PyTorch step, camel_jax step, ...), so the load of a
+shared machine falls on both alike. Compilation is timed apart (AOT, before the epoch) and reported; the ratio is
+PyTorch epoch time / camel_jax epoch time (compile excluded, and also shown included). One epoch each.
 
     python scripts/bench_train_epoch.py [--examples 128] [--batch 32] [--micro 8] [--max_len 1024]
 """
@@ -40,10 +41,10 @@ def load_examples(args, tokenizer):
     return records, n_all
 
 
-def bench_torch(cfg, examples, args):
+def torch_steps(cfg, examples, args):
     """open-instruct's loop: shuffle, micro-batches of `micro` examples padded to their longest (what
     DataCollatorForSeq2Seq does per device batch), HF mean loss per micro-batch averaged over the accumulation
-    steps of one global batch, clip 1.0, AdamW, linear schedule."""
+    steps of one global batch, clip 1.0, AdamW, linear schedule. Yields (seconds, token slots, loss) per step."""
     import torch
     import transformers
 
@@ -58,11 +59,11 @@ def bench_torch(cfg, examples, args):
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: s / max(1, warm) if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
     order = np.random.default_rng(args.seed).permutation(len(examples))
-    losses, slots = [], 0
-    t0 = time.perf_counter()
     for i in range(steps):
+        t0 = time.perf_counter()
         step_ids = order[i * args.batch:(i + 1) * args.batch]
         micro = [step_ids[j:j + args.micro] for j in range(0, len(step_ids), args.micro)]
+        slots, loss = 0, 0.0
         for mb in micro:
             batch = [examples[j] for j in mb]
             longest = max(len(ids) for ids, _ in batch)
@@ -76,15 +77,17 @@ def bench_torch(cfg, examples, args):
             out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(attn),
                         labels=torch.from_numpy(labels))
             (out.loss / len(micro)).backward()
-            losses.append(out.loss.item())
+            loss += out.loss.item() / len(micro)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - t0, steps, slots, losses
+        yield time.perf_counter() - t0, slots, loss
 
 
-def bench_jax(cfg, records, tokenizer, args):
+def jax_steps(cfg, records, tokenizer, args, info):
+    """camel_jax: packed TrainData + the jitted train step, compiled ahead (time in info['compile_s']).
+    Yields (seconds, real tokens, loss) per step."""
     import jax
 
     from camel_jax.data.pipeline import TrainData
@@ -101,29 +104,45 @@ def bench_jax(cfg, records, tokenizer, args):
                      seed=args.seed)
     print(f"camel_jax data: {data.describe()}")
     mesh = build_mesh("", cfg, batch=rows)
-    steps = data.steps_per_epoch
-    optimizer = make_optimizer(args.lr, steps, 0.03)
+    optimizer = make_optimizer(args.lr, data.steps_per_epoch, 0.03)
     shardings = state_shardings(abstract_train_state(cfg, optimizer), mesh)
     state = init_train_state(cfg, optimizer, jax.random.PRNGKey(args.seed), shardings=shardings)
     step = make_train_step(cfg, optimizer, mesh, 1, "token")
     it = data.iterator(num_epochs=1)
-    first = _stack(next(it), 1)
+    batch = _stack(next(it), 1)
     t0 = time.perf_counter()
     with jax.set_mesh(mesh):
-        compiled = step.jitted.lower(state, first).compile()
-    compile_s = time.perf_counter() - t0
-    losses, tokens = [], 0
-    t0 = time.perf_counter()
-    batch = first
-    for i in range(steps):
+        compiled = step.jitted.lower(state, batch).compile()
+    info["compile_s"] = time.perf_counter() - t0
+    for i in range(data.steps_per_epoch):
+        t0 = time.perf_counter()
         if i:
             batch = _stack(next(it), 1)
-        tokens += int((batch["segment_ids"] != 0).sum())
         with jax.set_mesh(mesh):
             state, m = compiled(state, batch)
-        losses.append(float(m["loss"]))
+        loss = float(m["loss"])
+        yield time.perf_counter() - t0, int((batch["segment_ids"] != 0).sum()), loss
     it.close()
-    return time.perf_counter() - t0, compile_s, steps, tokens, losses
+
+
+def alternate(**runs):
+    """Step every run in turn until all are done, so machine load (a shared machine) hits both sides alike.
+    Returns {name: (total seconds, steps, token count, losses)}."""
+    out = {k: [0.0, 0, 0, []] for k in runs}
+    live = dict(runs)
+    while live:
+        for name in list(live):
+            try:
+                dt, n, loss = next(live[name])
+            except StopIteration:
+                del live[name]
+                continue
+            r = out[name]
+            r[0] += dt
+            r[1] += 1
+            r[2] += n
+            r[3].append(loss)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def main():
@@ -153,10 +172,14 @@ def main():
     print(f"{len(records)} of {n_all} records -> {len(examples)} examples ({drops.summary()} dropped), "
           f"{n_tok:,} tokens, max length {args.max_len}; preset {args.preset} ({cfg.num_params() / 1e6:.1f}M), "
           f"fp32, global batch {args.batch} examples (PyTorch micro-batch {args.micro}), {os.cpu_count()} CPU threads")
-    t_torch, s_torch, tok_torch, l_torch = bench_torch(cfg, examples, args)
+    info = {}
+    res = alternate(torch=torch_steps(cfg, examples, args), jax=jax_steps(cfg, records, tokenizer, args, info))
+    t_torch, s_torch, tok_torch, l_torch = res["torch"]
+    t_jax, s_jax, tok_jax, l_jax = res["jax"]
+    c_jax = info["compile_s"]
     print(f"pytorch (pad to longest) : {t_torch:8.1f} s/epoch, {s_torch} steps, {tok_torch:,} token slots "
-          f"({100 * n_tok / tok_torch:.0f}% real), {n_tok / t_torch:7.0f} real tokens/s, mean loss {np.mean(l_torch):.3f}")
-    t_jax, c_jax, s_jax, tok_jax, l_jax = bench_jax(cfg, records, tokenizer, args)
+          f"({100 * n_tok / tok_torch:.0f}% real), {n_tok / t_torch:7.0f} real tokens/s, "
+          f"mean loss {np.mean(l_torch):.3f}")
     print(f"camel_jax (packed)       : {t_jax:8.1f} s/epoch, {s_jax} steps, {tok_jax:,} real tokens, "
           f"{tok_jax / t_jax:7.0f} real tokens/s, mean loss {np.mean(l_jax):.3f}; compile {c_jax:.1f} s")
     print(f"ratio epoch time pytorch/camel_jax: {t_torch / t_jax:.2f}x (compile excluded), "
