@@ -1,6 +1,5 @@
 """jax.distributed start-up: flag checks, row split, and a real 2-process CPU cluster (gloo) on 127.0.0.1."""
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from camel_jax.train import distributed as D
+from cluster_util import communicate_all, free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,19 +58,12 @@ WORKER = textwrap.dedent("""
 def test_two_local_processes_form_one_cluster(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     procs = [subprocess.Popen([sys.executable, str(script), f"127.0.0.1:{port}", str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=240)[0])
-        finally:
-            p.kill()
+    outs = communicate_all(procs, timeout=240)
     results = [line.split()[1:] for out in outs for line in out.splitlines() if line.startswith("RESULT")]
     assert len(results) == 2, "\n".join(outs)
     # rows 0..7, each repeated over 2 accumulation slices × 3 tokens: 6 × 28

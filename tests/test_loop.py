@@ -3,7 +3,6 @@ with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from camel_jax.train import config as C
+from cluster_util import communicate_all, free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A short real run: stories260K on the bundled sample, 8 rows × 128 tokens, checkpoints every 2 steps, fp32.
@@ -130,21 +130,14 @@ def test_bad_config_fails_before_compiling(tmp_path):
 def test_two_processes_match_one_process(tmp_path):
     one = tmp_path / "one"
     _run(_cmd(one, "--config.train.max_steps=4", "--config.train.batch_size=16", "--config.train.grad_accum=2"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     two = tmp_path / "two"
     procs = [subprocess.Popen(_cmd(two, "--config.train.max_steps=4", "--config.train.batch_size=16",
                                    "--config.train.grad_accum=2",
                                    f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                                    f"--process_id={i}"), env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=600)[0])
-        finally:
-            p.kill()
+    outs = communicate_all(procs, timeout=600)
     assert all(p.returncode == 0 for p in procs), "\n=====\n".join(o[-3000:] for o in outs)
     a, b = _losses(one), _losses(two)
     assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4]

@@ -142,27 +142,20 @@ print("SHARDED", emb.shape, len(emb.addressable_shards), float(emb.addressable_s
 @pytest.mark.multiprocess
 def test_one_process_of_a_cluster_can_load_alone(tmp_path):
     """Host-local loads/exports must not wait on Orbax barriers the other processes never reach."""
-    import socket
+    from cluster_util import communicate_all, free_port
     import subprocess
     import sys
 
     params = numpy_params()
     params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
     (tmp_path / "worker.py").write_text(WORKER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), f"127.0.0.1:{port}", str(i),
                                str(tmp_path / "ckpt"), str(tmp_path / "hf")], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=240)[0])
-        finally:
-            p.kill()
+    outs = communicate_all(procs, timeout=240)
     lines = [line.split(" ", 1) for out in outs for line in out.splitlines() if line.startswith(("LOCAL", "SHARDED"))]
     assert sorted(k for k, _ in lines) == ["LOCAL", "SHARDED", "SHARDED"], "\n".join(outs)
     want = float(sum(np.sum(x, dtype=np.float64) for x in jax.tree_util.tree_leaves(params)))
