@@ -100,16 +100,20 @@ def tokenizer_dir(ckpt_dir: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
+def read_json(path: str, error: type[Exception] = ValueError) -> Any:
+    """A JSON file's content; malformed JSON raises `error` naming the file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: invalid JSON ({e})") from None
+
+
 def load_model_config(ckpt_dir: str) -> LlamaConfig:
     path = os.path.join(checkpoint_root(ckpt_dir), CONFIG_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"missing {path}: every camel_jax checkpoint keeps its model config there")
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
-    return config_from_dict(d, path)
+    return config_from_dict(read_json(path), path)
 
 
 def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str | None = None) -> str:

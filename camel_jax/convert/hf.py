@@ -272,12 +272,7 @@ def import_hf(hf_dir: str, ckpt_dir: str, param_dtype: str = "float32") -> Llama
     cfg_path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(cfg_path):
         raise ConversionError(f"{cfg_path}: missing; a Hugging Face model folder needs its config.json")
-    try:
-        with open(cfg_path) as f:
-            hf_cfg = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{cfg_path}: invalid JSON ({e})") from None
-    cfg = config_from_hf(hf_cfg, cfg_path, param_dtype=param_dtype)
+    cfg = config_from_hf(params_io.read_json(cfg_path, ConversionError), cfg_path, param_dtype=param_dtype)
     if os.path.exists(os.path.join(ckpt_dir, params_io.PARAMS_DIR)):
         raise FileExistsError(f"{ckpt_dir}/{params_io.PARAMS_DIR} already exists; choose a new checkpoint folder")
     weights = HFWeights(hf_dir)
