@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.layers import DecoderLayer, RMSNorm, attention_mask, rotary_tables
+from camel_jax.layers import DecoderLayer, Linear, RMSNorm, attention_mask, rotary_tables
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -43,8 +43,7 @@ class Llama(nn.Module):
                               length=cfg.num_layers)(cfg)
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
-            self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
-                                    kernel_init=nn.initializers.normal(0.02))
+            self.lm_head = Linear(cfg.vocab_size, dt, pdt)
 
     def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None):
         """tokens [B, T] int. positions [B, T] (rotary positions; restart per packed segment).
@@ -72,7 +71,9 @@ class Llama(nn.Module):
             new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
         if cfg.tie_embeddings:
-            logits = self.embed.attend(x)
+            # x @ embedding^T on [B*T, D] (see layers.Linear for why flattened)
+            dt = jnp.dtype(cfg.dtype)
+            logits = jnp.dot(x.reshape(b * t, -1).astype(dt), self.embed.embedding.astype(dt).T).reshape(b, t, -1)
         else:
             logits = self.lm_head(x)
         logits = constrain(logits.astype(jnp.float32), (BATCH, None, "mp"))
