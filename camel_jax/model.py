@@ -40,15 +40,16 @@ class Llama(nn.Module):
             body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
         self.layers = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
                               in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-                              length=cfg.num_layers)(cfg)
+                              length=cfg.num_layers, unroll=cfg.scan_unroll)(cfg)
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
             self.lm_head = Linear(cfg.vocab_size, dt, pdt)
 
-    def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None):
+    def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None, head=True):
         """tokens [B, T] int. positions [B, T] (rotary positions; restart per packed segment).
         segment_ids [B, T]: 0 = padding, equal ids attend to each other; default all ones.
-        cache: from `init_cache`; cache_index: the slot of tokens[:, 0] in it. Returns (logits fp32, cache)."""
+        cache: from `init_cache`; cache_index: the slot of tokens[:, 0] in it. Returns (logits fp32, cache), or
+        with head=False (the train step's fused loss) the final-normed hidden states [B, T, D] instead of logits."""
         cfg = self.config
         b, t = tokens.shape
         if segment_ids is None:
@@ -70,6 +71,8 @@ class Llama(nn.Module):
             x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start)
             new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
+        if not head:
+            return x, new_cache
         if cfg.tie_embeddings:
             # x @ embedding^T on [B*T, D] (see layers.Linear for why flattened)
             dt = jnp.dtype(cfg.dtype)
@@ -78,6 +81,13 @@ class Llama(nn.Module):
             logits = self.lm_head(x)
         logits = constrain(logits.astype(jnp.float32), (BATCH, None, "mp"))
         return logits, new_cache
+
+
+def head_kernel(params: dict, config: LlamaConfig) -> jax.Array:
+    """The output projection as a [D, V] matrix (lm_head, or the embedding transposed when tied)."""
+    if config.tie_embeddings:
+        return params["embed"]["embedding"].T
+    return params["lm_head"]["kernel"]
 
 
 def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype: Any = None) -> dict:

@@ -31,6 +31,9 @@ class LlamaConfig:
     param_dtype: str = "float32"
     dtype: str = "bfloat16"  # compute dtype
     remat: str = "none"
+    # Layers per iteration of the layer scan: 1 keeps compile time flat in depth (the TPU default); num_layers
+    # unrolls the whole stack, which XLA's CPU backend runs ~10% faster (bench-58m) for a longer compile.
+    scan_unroll: int = 1
 
     @property
     def kv_heads(self) -> int:
@@ -55,6 +58,8 @@ class LlamaConfig:
             errs.append(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.kv_heads}")
         if self.num_heads > 0 and self.dim_per_head % 2:
             errs.append(f"head_dim {self.dim_per_head} must be even for rotary embeddings")
+        if not 1 <= int(self.scan_unroll) <= max(1, int(self.num_layers)):
+            errs.append(f"scan_unroll must be in [1, num_layers={self.num_layers}], got {self.scan_unroll}")
         if self.remat not in REMAT_POLICIES:
             errs.append(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         for f in ("param_dtype", "dtype"):

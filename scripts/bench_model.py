@@ -1,7 +1,8 @@
 """Forward+backward+AdamW training throughput: camel_jax vs transformers' PyTorch LlamaForCausalLM, one run.
 
 Same preset (default bench-58m), same batch (4 x 512 tokens), fp32 everywhere, AdamW on both sides, all CPU threads
-to both. Prints per-step medians, tokens/s and the ratio camel_jax / PyTorch.
+to both. camel_jax runs twice: with the layer scan (the default, compile time flat in depth) and fully unrolled
+(`scan_unroll` = layers, faster on CPU). Prints per-step medians, tokens/s and the ratios camel_jax / PyTorch.
 
     python scripts/bench_model.py [--preset bench-58m] [--batch 4] [--seq 512] [--steps 10] [--warmup 3]
 """
@@ -20,9 +21,10 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
-from camel_jax.model import Llama, init_params  # noqa: E402
+from camel_jax.model import Llama, head_kernel, init_params  # noqa: E402
 from camel_jax.model_config import get_preset  # noqa: E402
-from camel_jax.train.loss import token_nll_sums  # noqa: E402
+from camel_jax.train.head_loss import head_nll_sum  # noqa: E402
+from camel_jax.train.step import DEFAULT_LOSS_CHUNK  # noqa: E402
 
 
 def time_interleaved(steps: dict, n_warmup: int, n_steps: int) -> dict:
@@ -47,10 +49,9 @@ def bench_jax(cfg, tokens, args):
 
     mask = jnp.ones(targets.shape, jnp.float32)
 
-    def loss_fn(p):  # the training loss: masked token cross-entropy over fp32 logits
-        logits, _ = Llama(cfg).apply({"params": p}, inputs)
-        total, n = token_nll_sums(logits, targets, mask)
-        return total / n
+    def loss_fn(p):  # the train step's loss: masked token cross-entropy, fused with the output projection
+        hidden, _ = Llama(cfg).apply({"params": p}, inputs, head=False)
+        return head_nll_sum(hidden, head_kernel(p, cfg), targets, mask, DEFAULT_LOSS_CHUNK) / jnp.sum(mask)
 
     def train_step(p, o):
         loss, g = jax.value_and_grad(loss_fn)(p)
@@ -98,12 +99,15 @@ def main():
     n_tok = args.batch * args.seq
     print(f"preset {args.preset} ({cfg.num_params() / 1e6:.1f}M params), batch {args.batch} x {args.seq}, fp32, "
           f"{os.cpu_count()} CPU threads, median of {args.steps} steps each, timed in alternation, after {args.warmup} warm-up")
-    med = time_interleaved({"pytorch": bench_torch(cfg, tokens, args), "camel_jax": bench_jax(cfg, tokens, args)},
+    unrolled = cfg.replace(scan_unroll=cfg.num_layers)
+    med = time_interleaved({"pytorch": bench_torch(cfg, tokens, args),
+                            "camel_jax (scan_unroll 1)": bench_jax(cfg, tokens, args),
+                            f"camel_jax (scan_unroll {cfg.num_layers})": bench_jax(unrolled, tokens, args)},
                            args.warmup, args.steps)
-    t_torch, t_jax = med["pytorch"], med["camel_jax"]
-    print(f"pytorch   : {t_torch * 1e3:8.1f} ms/step  {n_tok / t_torch:9.0f} tokens/s")
-    print(f"camel_jax : {t_jax * 1e3:8.1f} ms/step  {n_tok / t_jax:9.0f} tokens/s")
-    print(f"ratio camel_jax/pytorch tokens/s: {t_torch / t_jax:.2f}x")
+    t_torch = med["pytorch"]
+    for name, t in med.items():
+        ratio = "" if name == "pytorch" else f"  ratio camel_jax/pytorch tokens/s: {t_torch / t:.2f}x"
+        print(f"{name:27s}: {t * 1e3:8.1f} ms/step  {n_tok / t:7.0f} tokens/s{ratio}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def jax_steps(cfg, records, tokenizer, args, info):
     optimizer = make_optimizer(args.lr, data.steps_per_epoch, 0.03)
     shardings = state_shardings(abstract_train_state(cfg, optimizer), mesh)
     state = init_train_state(cfg, optimizer, jax.random.PRNGKey(args.seed), shardings=shardings)
-    step = make_train_step(cfg, optimizer, mesh, 1, "token")
+    step = make_train_step(cfg, optimizer, mesh, 1, "token", loss_chunk=args.loss_chunk)
     it = data.iterator(num_epochs=1)
     batch = _stack(next(it), 1)
     t0 = time.perf_counter()
@@ -157,6 +157,8 @@ def main():
     ap.add_argument("--max_len", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scan_unroll", type=int, default=0, help="camel_jax layers per scan step (0: all, unrolled)")
+    ap.add_argument("--loss_chunk", type=int, default=128, help="camel_jax fused loss chunk (0: full logits)")
     args = ap.parse_args()
 
     from camel_jax.data.pipeline import tokenize_records
@@ -164,6 +166,7 @@ def main():
     from camel_jax.tokenizer import load_tokenizer
 
     cfg = get_preset(args.preset, dtype="float32", param_dtype="float32", max_seq_len=max(2048, args.max_len))
+    cfg = cfg.replace(scan_unroll=args.scan_unroll or cfg.num_layers).validate()
     tokenizer = load_tokenizer(args.tokenizer)
     records, n_all = load_examples(args, tokenizer)
     ex, _, _, drops = tokenize_records(records, tokenizer, args.max_len)
@@ -171,7 +174,8 @@ def main():
     n_tok = sum(len(x) for x, _ in examples)
     print(f"{len(records)} of {n_all} records -> {len(examples)} examples ({drops.summary()} dropped), "
           f"{n_tok:,} tokens, max length {args.max_len}; preset {args.preset} ({cfg.num_params() / 1e6:.1f}M), "
-          f"fp32, global batch {args.batch} examples (PyTorch micro-batch {args.micro}), {os.cpu_count()} CPU threads")
+          f"fp32, global batch {args.batch} examples (PyTorch micro-batch {args.micro}), {os.cpu_count()} CPU threads; "
+          f"camel_jax scan_unroll {cfg.scan_unroll}, loss_chunk {args.loss_chunk}")
     info = {}
     res = alternate(torch=torch_steps(cfg, examples, args), jax=jax_steps(cfg, records, tokenizer, args, info))
     t_torch, s_torch, tok_torch, l_torch = res["torch"]

@@ -76,8 +76,8 @@ def test_cached_decoding_with_left_padded_prompt(params):
     np.testing.assert_allclose(np.asarray(step)[0, 0], alone[-1], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("remat", ["full", "save_dots"])
-def test_remat_changes_memory_not_results(params, remat):
+@pytest.mark.parametrize("remat, unroll", [("full", 1), ("save_dots", 1), ("none", 2), ("save_dots", 2)])
+def test_remat_and_unroll_change_speed_not_results(params, remat, unroll):
     tokens = jnp.asarray(rand_tokens(16, 7)[None])
 
     def loss(p, cfg):
@@ -85,7 +85,7 @@ def test_remat_changes_memory_not_results(params, remat):
         return jnp.mean(jax.nn.log_softmax(logits)[..., 0])
 
     ref = jax.grad(loss)(params, CFG)
-    got = jax.grad(loss)(params, CFG.replace(remat=remat))
+    got = jax.grad(loss)(params, CFG.replace(remat=remat, scan_unroll=unroll).validate())
     for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6, rtol=1e-6)
 

@@ -42,6 +42,7 @@ def test_llama2_70b_uses_grouped_query_attention():
     (dict(num_heads=5), "not divisible by num_heads"),
     (dict(num_kv_heads=3), "not divisible by num_kv_heads"),
     (dict(remat="sometimes"), "remat must be one of"),
+    (dict(scan_unroll=0), "scan_unroll must be in"),
     (dict(dtype="float8"), "dtype must be"),
     (dict(hidden_size=0), "hidden_size must be positive"),
 ])

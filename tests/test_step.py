@@ -46,8 +46,8 @@ def _one_device():
     return build_mesh("dp1", CFG, devices=jax.devices()[:1])
 
 
-def _run(mesh, optimizer, batch, accum, reduction="token", steps=1):
-    step = make_train_step(CFG, optimizer, mesh, accum, reduction)
+def _run(mesh, optimizer, batch, accum, reduction="token", steps=1, loss_chunk=8):
+    step = make_train_step(CFG, optimizer, mesh, accum, reduction, loss_chunk=loss_chunk)
     state = init_train_state(CFG, optimizer, jax.random.PRNGKey(0), shardings=step.state_shardings)
     metrics = []
     for _ in range(steps):
@@ -129,6 +129,17 @@ def test_meshes_match_one_device(mesh_reference, spec):
     state, metrics = _run(build_mesh(spec, CFG), opt, batch, 2, steps=2)
     for m, r in zip(metrics, ref_metrics):
         for k in ("loss", "grad_norm", "lr", "n_tokens"):
+            np.testing.assert_allclose(m[k], r[k], rtol=1e-5, err_msg=k)
+    _assert_trees_close(state["params"], ref_state["params"], atol=1e-5)
+
+
+@pytest.mark.parametrize("loss_chunk", [0, 4, 64])
+def test_fused_loss_chunks_match_full_logits(mesh_reference, loss_chunk):
+    """The fused projection+loss (any chunk, 8 is the reference) and the full-logits path train alike."""
+    opt, batch, (ref_state, ref_metrics) = mesh_reference
+    state, metrics = _run(_one_device(), opt, batch, 2, steps=2, loss_chunk=loss_chunk)
+    for m, r in zip(metrics, ref_metrics):
+        for k in ("loss", "grad_norm"):
             np.testing.assert_allclose(m[k], r[k], rtol=1e-5, err_msg=k)
     _assert_trees_close(state["params"], ref_state["params"], atol=1e-5)
 

@@ -71,6 +71,8 @@ def test_unknown_override_and_bad_variant_fail():
     ("train.grad_accum", 0, "train.grad_accum=0"),
     ("train.loss_reduction", "sum", "train.loss_reduction='sum'"),
     ("train.remat", "some", "train.remat='some'"),
+    ("train.loss_chunk", -1, "train.loss_chunk=-1"),
+    ("train.scan_unroll", 33, "train.scan_unroll=33.*32"),
     ("train.dtype", "fp8", "train.dtype='fp8'"),
     ("train.warmup_ratio", 1.5, "train.warmup_ratio=1.5"),
     ("train.lr", 0.0, "train.lr=0.0"),

@@ -69,12 +69,14 @@ def base_config() -> ConfigDict:
     c.train.eps = 1e-8
     c.train.max_grad_norm = 1.0
     c.train.loss_reduction = "token"
+    c.train.loss_chunk = 512  # slots per row of each fused lm_head+loss chunk (head_loss.py); 0: full logits
     c.train.micro_mean_rows = 0  # micro_mean only: rows per averaged group (open-instruct: per-GPU batch); 0 = micro-batch
     c.train.seed = 42
     c.train.checkpoint_every = 100
     c.train.keep_checkpoints = 3
     c.train.async_checkpoint = True
     c.train.remat = "save_dots"
+    c.train.scan_unroll = 1  # layers per layer-scan iteration; = num_layers unrolls (faster on CPU, slower compile)
     c.train.dtype = "bfloat16"  # compute
     c.train.param_dtype = "float32"  # master weights
     c.train.print_every = 0  # print a metrics line every N steps (0: about 20 lines per run); JSONL gets every step
@@ -130,7 +132,8 @@ def model_config(cfg: ConfigDict):
     """The LlamaConfig of the run: the preset with the config's numerics (dtype, param dtype, remat)."""
     from camel_jax.model_config import get_preset
 
-    return get_preset(cfg.model, dtype=cfg.train.dtype, param_dtype=cfg.train.param_dtype, remat=cfg.train.remat)
+    return get_preset(cfg.model, dtype=cfg.train.dtype, param_dtype=cfg.train.param_dtype, remat=cfg.train.remat,
+                      scan_unroll=cfg.train.scan_unroll)
 
 
 def num_steps(cfg: ConfigDict, steps_per_epoch: int) -> int:
@@ -191,8 +194,13 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
         raise _fail("train.checkpoint_every", t.checkpoint_every, "must be >= 0 (0: only at the end)")
     if t.loss_reduction not in LOSS_REDUCTIONS:
         raise _fail("train.loss_reduction", t.loss_reduction, f"expected one of {LOSS_REDUCTIONS}")
+    if not isinstance(t.loss_chunk, int) or t.loss_chunk < 0:
+        raise _fail("train.loss_chunk", t.loss_chunk, "must be an int >= 0 (0: full logits, no fused loss)")
     if t.remat not in REMAT_POLICIES:
         raise _fail("train.remat", t.remat, f"expected one of {REMAT_POLICIES}")
+    if not 1 <= t.scan_unroll <= PRESETS[cfg.model].num_layers:
+        raise _fail("train.scan_unroll", t.scan_unroll,
+                    f"must be in [1, {PRESETS[cfg.model].num_layers}] (the layers of {cfg.model})")
     for name in ("dtype", "param_dtype"):
         if getattr(t, name) not in DTYPES:
             raise _fail(f"train.{name}", getattr(t, name), f"expected one of {DTYPES}")

@@ -98,7 +98,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         abstract = abstract_train_state(s.model_cfg, optimizer)
         shardings = state_shardings(abstract, mesh)
         train_step = make_train_step(s.model_cfg, optimizer, mesh, t.grad_accum, t.loss_reduction,
-                                     t.micro_mean_rows or None)
+                                     t.micro_mean_rows or None, t.loss_chunk)
     ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
     start = ckpt.latest_step() or 0
     tokens_seen, last_loss = 0, float("nan")

@@ -27,13 +27,15 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from camel_jax.model import Llama
+from camel_jax.model import Llama, head_kernel
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH
+from camel_jax.train.head_loss import head_nll_sum
 from camel_jax.train.loss import check_reduction, loss_weights, token_nll
 from camel_jax.train.optimizer import current_lr
 from camel_jax.train.state import abstract_train_state, state_shardings, with_shardings
 
+DEFAULT_LOSS_CHUNK = 512
 REQUIRED_KEYS = ("inputs", "targets", "loss_mask")
 OPTIONAL_KEYS = ("segment_ids", "positions")
 _DTYPES = {"inputs": jnp.int32, "targets": jnp.int32, "loss_mask": jnp.float32, "segment_ids": jnp.int32,
@@ -74,14 +76,17 @@ def _select(batch: dict, grad_accum: int, mesh: jax.sharding.Mesh) -> dict:
 
 
 def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTransformation, reduction: str,
-          micro_mean_rows: int | None, grad_shardings: Any) -> tuple[dict, dict]:
+          micro_mean_rows: int | None, grad_shardings: Any, loss_chunk: int) -> tuple[dict, dict]:
     params = state["params"]
     weights, scale = loss_weights(batch["loss_mask"], reduction, micro_mean_rows)
 
     def micro_loss(p, mb, w):
-        logits, _ = model.apply({"params": p}, mb["inputs"], positions=mb.get("positions"),
-                                segment_ids=mb.get("segment_ids"))
-        return jnp.sum(token_nll(logits, mb["targets"]) * w)
+        out, _ = model.apply({"params": p}, mb["inputs"], positions=mb.get("positions"),
+                             segment_ids=mb.get("segment_ids"), head=not loss_chunk)
+        if loss_chunk:  # fused projection + loss over chunks holding trained tokens (head_loss.py)
+            kernel = head_kernel(p, model.config).astype(jnp.dtype(model.config.dtype))
+            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk)
+        return jnp.sum(token_nll(out, mb["targets"]) * w)
 
     grad_fn = jax.value_and_grad(micro_loss)
 
@@ -106,28 +111,36 @@ def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTr
     return new_state, metrics
 
 
+def _check_chunk(loss_chunk: int) -> None:
+    if not isinstance(loss_chunk, int) or loss_chunk < 0:
+        raise ValueError(f"train.loss_chunk must be an int >= 0 (0: plain logits path), got {loss_chunk!r}")
+
+
 @functools.lru_cache(maxsize=8)  # same (cfg, optimizer, mesh, reduction): reuse the jit and its compiled executables
 def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-            loss_reduction: str, micro_mean_rows: int | None):
+            loss_reduction: str, micro_mean_rows: int | None, loss_chunk: int):
     check_reduction(loss_reduction, None, micro_mean_rows)
+    _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
     shardings = state_shardings(abstract, mesh)
     fn = functools.partial(_step, model=Llama(cfg), optimizer=optimizer, reduction=loss_reduction,
-                           micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"])
+                           micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
+                           loss_chunk=loss_chunk)
     jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
                      out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
     return jitted, abstract, shardings
 
 
 def make_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-                    grad_accum: int, loss_reduction: str = "token",
-                    micro_mean_rows: int | None = None) -> Callable[[dict, dict], tuple[dict, dict]]:
+                    grad_accum: int, loss_reduction: str = "token", micro_mean_rows: int | None = None,
+                    loss_chunk: int = DEFAULT_LOSS_CHUNK) -> Callable[[dict, dict], tuple[dict, dict]]:
     """`train_step(state, batch) -> (state, metrics)`, jitted with the partition rules' shardings on `mesh`.
     The state must carry those shardings (`init_train_state(..., shardings=state_shardings(...))` or
-    `Checkpointer.restore`); it is donated. `micro_mean_rows`: see `loss.py` (micro_mean only)."""
+    `Checkpointer.restore`); it is donated. `micro_mean_rows`: see `loss.py` (micro_mean only). `loss_chunk`:
+    slots per row of each fused projection+loss chunk (`head_loss.py`); 0 computes full logits instead."""
     if grad_accum < 1:
         raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
-    jitted, _, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows)
+    jitted, _, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk)
 
     def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
         batch = _select(batch, grad_accum, mesh)
@@ -152,10 +165,11 @@ def abstract_batch(mesh: jax.sharding.Mesh, grad_accum: int, micro_rows: int, se
 
 def lower_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                      grad_accum: int, micro_rows: int, seq_len: int, loss_reduction: str = "token",
-                     micro_mean_rows: int | None = None, packed: bool = True) -> jax.stages.Lowered:
+                     micro_mean_rows: int | None = None, packed: bool = True,
+                     loss_chunk: int = DEFAULT_LOSS_CHUNK) -> jax.stages.Lowered:
     """The train step lowered for abstract inputs on `mesh` (no array is allocated): call `.compile()` on the
     result for memory/cost analysis, e.g. on a mesh of `jax.experimental.topologies` TPU devices."""
-    jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows)
+    jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk)
     if micro_mean_rows is not None:
         check_reduction(loss_reduction, micro_rows, micro_mean_rows)
     batch = abstract_batch(mesh, grad_accum, micro_rows, seq_len, packed)

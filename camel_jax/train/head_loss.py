@@ -1,0 +1,108 @@
+"""The output projection and the masked cross-entropy fused, chunk by chunk, skipping chunks with no trained token.
+
+Why: in instruction tuning only the responses are trained (about half of the tokens of the TÜLU mix), yet the
+plain path computes [B, T, vocab] logits for every token, and the vocabulary projection is the largest matmul of a
+small model (and its logits the largest activation of a big one). Here each row's trained tokens are moved to its
+front (a stable per-row permutation, so shapes stay static and rows never leave their data shard), the rows are
+cut into chunks of `chunk` slots along T, and a `lax.scan` runs the projection only for chunks that hold a trained
+token in some row (`lax.cond`), computing loss *and* gradients there (the "fused linear cross-entropy" idea):
+  logits = h W (fp32), nll = logsumexp - logits[target], dlogits = (softmax - onehot) * w,
+  dh = dlogits W^T, dW += h^T dlogits.
+Logits never exist for the whole batch, and the backward pass only scales the stored dh, dW by the cotangent.
+
+`head_nll_sum(hidden, kernel, targets, weights, chunk)` == `sum(token_nll(hidden @ kernel, targets) * weights)`
+up to fp32 rounding, and so are its gradients (tests/test_head_loss.py).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _row_order(weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per row: slots with a nonzero weight first (stable), its inverse, and the count of such slots [B]."""
+    active = weights != 0
+    order = jnp.argsort(~active, axis=-1, stable=True)
+    inverse = jnp.argsort(order, axis=-1)
+    return order, inverse, jnp.sum(active, axis=-1)
+
+
+def _permute(x: jax.Array, index: jax.Array) -> jax.Array:
+    """x[b, index[b, t]] for x [B, T, ...] (row-local, so batch sharding is kept)."""
+    idx = index.reshape(index.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+def _chunks(x: jax.Array, chunk: int) -> jax.Array:
+    """[B, T, ...] -> [T/chunk, B, chunk, ...] (T padded with zeros to a multiple of chunk)."""
+    b, t = x.shape[:2]
+    pad = -t % chunk
+    if pad:
+        x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+    x = x.reshape(b, (t + pad) // chunk, chunk, *x.shape[2:])
+    return jnp.moveaxis(x, 1, 0)
+
+
+def _fused(hidden, kernel, targets, weights, chunk):
+    b, t, d = hidden.shape
+    vocab = kernel.shape[1]
+    order, inverse, n_active = _row_order(weights)
+    limit = jnp.max(n_active)  # chunks starting at or past this slot are empty in every row
+    hs, ts, ws = (_chunks(_permute(a, order), chunk) for a in (hidden, targets, weights))
+    # A materialised [V, D] copy: XLA:CPU otherwise folds the transpose into the dh dot, which then runs at
+    # under half the speed of the plain [N, V] x [V, D] matmul (the barrier stops the folding; the copy is cheap).
+    kernel_t = jax.lax.optimization_barrier(kernel.T)
+
+    def body(carry, xs):
+        loss, dw = carry
+        start, h, tg, w = xs  # h [B, chunk, D]
+
+        def active(dw):
+            h2 = h.reshape(b * chunk, d)
+            logits = jnp.dot(h2, kernel, preferred_element_type=jnp.float32)
+            lse = jax.nn.logsumexp(logits, axis=-1)
+            onehot = jax.nn.one_hot(tg.reshape(-1), vocab, dtype=jnp.float32)
+            w2 = w.reshape(-1).astype(jnp.float32)
+            nll = lse - jnp.sum(logits * onehot, axis=-1)
+            dlogits = ((jnp.exp(logits - lse[:, None]) - onehot) * w2[:, None]).astype(kernel.dtype)
+            dh = jnp.dot(dlogits, kernel_t, preferred_element_type=jnp.float32)
+            dw = dw + jnp.dot(h2.T, dlogits, preferred_element_type=jnp.float32)
+            return jnp.sum(nll * w2), dh.reshape(b, chunk, d), dw
+
+        def idle(dw):
+            return jnp.zeros((), jnp.float32), jnp.zeros((b, chunk, d), jnp.float32), dw
+
+        part, dh, dw = jax.lax.cond(start < limit, active, idle, dw)
+        return (loss + part, dw), dh
+
+    starts = jnp.arange(hs.shape[0], dtype=jnp.int32) * chunk
+    (loss, dw), dhs = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros(kernel.shape, jnp.float32)),
+                                   (starts, hs, ts, ws))
+    dh = jnp.moveaxis(dhs, 0, 1).reshape(b, -1, d)[:, :t]
+    return loss, _permute(dh, inverse), dw
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weights: jax.Array,
+                 chunk: int = 512) -> jax.Array:
+    """sum over [B, T] of weights * NLL(softmax(hidden @ kernel), targets), fp32 scalar.
+
+    hidden [B, T, D] (compute dtype), kernel [D, V], targets int [B, T], weights [B, T] (0 = not trained; treated
+    as constants: no gradient flows to them)."""
+    return _fused(hidden, kernel, targets, weights, chunk)[0]
+
+
+def _fwd(hidden, kernel, targets, weights, chunk):
+    loss, dh, dw = _fused(hidden, kernel, targets, weights, chunk)
+    return loss, (dh.astype(hidden.dtype), dw.astype(kernel.dtype))
+
+
+def _bwd(chunk, res, g):
+    dh, dw = res
+    g = g.astype(jnp.float32)
+    return (dh * g.astype(dh.dtype), dw * g.astype(dw.dtype), None, None)
+
+
+head_nll_sum.defvjp(_fwd, _bwd)
