@@ -5,9 +5,7 @@ half), so Hugging Face weights load with a transpose and no permutation. Meta/ll
 *interleaved* layout (adjacent pairs); `camel_jax.convert.llama2c` permutes their q/k rows into ours, exactly as
 transformers' `convert_llama_weights_to_hf.permute` does.
 
-Attention masking is one rule for every case: query slot i sees key slot j when j <= i (causal by slot) and
-both carry the same segment id, with 0 meaning padding. Packed rows (segment ids 1,2,3...), right or left
-padding (ids 1/0) and cached decoding (cache slots with their own segment ids) all reduce to it.
+Attention cores and the masking rule live in `camel_jax.attention`.
 """
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from camel_jax.attention import block_sparse_attention, dot_attention
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -74,54 +73,11 @@ def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
     return out.astype(x.dtype)
 
 
-def attention_mask(q_slots: Array, q_seg: Array, k_slots: Array, k_seg: Array) -> Array:
-    """Boolean [B, 1, Tq, Tk] mask: causal by slot, same segment, and the key not padding."""
-    causal = k_slots[:, None, :] <= q_slots[:, :, None]
-    same = (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] != 0)
-    return (causal & same)[:, None]
-
-
-CAUSAL_BLOCK = 128
-
-
-def dot_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
-    """q [B,Tq,H,hd], k/v [B,Tk,KV,hd] (grouped-query when KV < H), mask [B,1,Tq,Tk]; softmax in fp32.
-
-    Grouped kv heads are repeated up to H so both contractions are plain 4-D einsums: XLA's CPU backend ran the
-    5-D grouped form ~3x slower forward+backward, and the repeat's backward is only a sum over each group."""
-    b, tq, h, hd = q.shape
-    if k.shape[2] != h:
-        k = jnp.repeat(k, h // k.shape[2], axis=2)
-        v = jnp.repeat(v, h // v.shape[2], axis=2)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(hd).astype(
-        jnp.float32)
-    # A finite fill (not -inf) keeps fully masked rows (padding queries) finite: they average v and are never
-    # trained on, so no second pass is spent zeroing them.
-    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
-
-
-def causal_attention(q: Array, k: Array, v: Array, mask: Array, block: int = CAUSAL_BLOCK) -> Array:
-    """Self-attention over a whole sequence (query slot i = key slot i), skipping keys past each query block.
-
-    Exact: the mask is causal by slot, so keys after a block's last query are masked anyway. Roughly halves
-    the attention work of long sequences (T/block blocks of growing key length)."""
-    t = q.shape[1]
-    if t % block or t <= block:
-        return dot_attention(q, k, v, mask)
-    outs = []
-    for i in range(t // block):
-        lo, hi = i * block, (i + 1) * block
-        outs.append(dot_attention(q[:, lo:hi], k[:, :hi], v[:, :hi], mask[:, :, lo:hi, :hi]))
-    return jnp.concatenate(outs, axis=1)
-
-
 class Attention(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0):
+    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, starts=None):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
@@ -141,7 +97,10 @@ class Attention(nn.Module):
             cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
-        out = dot_attention(q, k, v, mask) if cache is not None else causal_attention(q, k, v, mask)
+        if starts is not None and cache is None:  # training/scoring over whole packed rows
+            out = block_sparse_attention(q, k, v, mask, starts)
+        else:
+            out = dot_attention(q, k, v, mask)
         out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)
         return dense(cfg.hidden_size, "o")(out), new_cache
 
@@ -165,11 +124,11 @@ class DecoderLayer(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cache, cos, sin, mask, cache_index):
+    def __call__(self, x, cache, cos, sin, mask, cache_index, starts):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         attn_out, new_cache = Attention(cfg, name="attn")(
-            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index)
+            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index, starts)
         x = constrain(x + attn_out, (BATCH, None, None))
         x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x))
         return constrain(x, (BATCH, None, None)), new_cache

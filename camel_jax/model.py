@@ -17,7 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.layers import DecoderLayer, Linear, RMSNorm, attention_mask, rotary_tables
+from camel_jax.attention import BLOCK, attention_mask, key_block_starts
+from camel_jax.layers import DecoderLayer, Linear, RMSNorm, rotary_tables
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -39,7 +40,7 @@ class Llama(nn.Module):
         if cfg.remat != "none":
             body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
         self.layers = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
-                              in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+                              in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                               length=cfg.num_layers, unroll=cfg.scan_unroll)(cfg)
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
@@ -62,13 +63,15 @@ class Llama(nn.Module):
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
-            x, _ = self.layers(x, None, cos, sin, mask, 0)
+            # Rows of several blocks: each query block attends only from the first key block it needs.
+            starts = key_block_starts(mask) if t % BLOCK == 0 and t > BLOCK else None
+            x, _ = self.layers(x, None, cos, sin, mask, 0, starts)
             new_cache = None
         else:
             seg = jax.lax.dynamic_update_slice(cache["seg"], segment_ids.astype(jnp.int32), (0, start))
             k_slots = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32)[None], seg.shape)
             mask = attention_mask(q_slots, segment_ids, k_slots, seg)
-            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start)
+            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start, None)
             new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
         if not head:

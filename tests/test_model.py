@@ -98,19 +98,3 @@ def test_param_and_compute_dtypes_are_separate():
     assert logits.dtype == jnp.float32  # loss is always computed over fp32 logits
     hlo = jax.jit(lambda p, t: Llama(cfg).apply({"params": p}, t)[0]).lower(p, jnp.zeros((1, 4), jnp.int32)).as_text()
     assert "bf16" in hlo
-
-
-@pytest.mark.parametrize("kv", [4, 2])
-def test_causal_block_skipping_is_exact(kv):
-    from camel_jax.layers import attention_mask, causal_attention, dot_attention
-
-    rng = np.random.RandomState(kv)
-    b, t, h, hd = 2, 384, 4, 8
-    q = jnp.asarray(rng.randn(b, t, h, hd), jnp.float32)
-    k, v = (jnp.asarray(rng.randn(b, t, kv, hd), jnp.float32) for _ in range(2))
-    seg = np.ones((b, t), np.int32)
-    seg[0, 100:250], seg[0, 250:], seg[1, 300:] = 2, 3, 0  # packed segments, then trailing padding
-    slots = jnp.broadcast_to(jnp.arange(t)[None], (b, t))
-    mask = attention_mask(slots, jnp.asarray(seg), slots, jnp.asarray(seg))
-    np.testing.assert_allclose(np.asarray(causal_attention(q, k, v, mask, block=128)),
-                               np.asarray(dot_attention(q, k, v, mask)), atol=1e-6, rtol=0)
