@@ -59,7 +59,10 @@ class Llama(nn.Module):
         q_slots = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32)[None], (b, t))
         if positions is None:
             positions = q_slots
-        x = constrain(self.embed(tokens), (BATCH, None, None))
+        # The table gathered over fsdp first (as FSDP does for every weight), kept split over vocab on mp: a lookup
+        # from the ("mp", "fsdp") table straight into batch-sharded rows made GSPMD rematerialise it in full.
+        table = constrain(self.embed.embedding, ("mp", None)).astype(cfg.dtype)
+        x = constrain(jnp.take(table, constrain(tokens, (BATCH, None)), axis=0), (BATCH, None, None))
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
