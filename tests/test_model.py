@@ -76,12 +76,14 @@ def test_cached_decoding_with_left_padded_prompt(params):
     np.testing.assert_allclose(np.asarray(step)[0, 0], alone[-1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("length", [16, 384])  # 384: three 128-slot blocks, the block-sparse attention path
 @pytest.mark.parametrize("remat, unroll", [("full", 1), ("save_dots", 1), ("none", 2), ("save_dots", 2)])
-def test_remat_and_unroll_change_speed_not_results(params, remat, unroll):
-    tokens = jnp.asarray(rand_tokens(16, 7)[None])
+def test_remat_and_unroll_change_speed_not_results(params, remat, unroll, length):
+    tokens = jnp.asarray(rand_tokens(length, 7)[None])
+    seg = jnp.asarray((np.arange(length) >= length // 3).astype(np.int32)[None] + 1)  # two packed segments
 
     def loss(p, cfg):
-        logits, _ = Llama(cfg).apply({"params": p}, tokens)
+        logits, _ = Llama(cfg).apply({"params": p}, tokens, segment_ids=seg)
         return jnp.mean(jax.nn.log_softmax(logits)[..., 0])
 
     ref = jax.grad(loss)(params, CFG)
