@@ -51,9 +51,6 @@ def _fused(hidden, kernel, targets, weights, chunk):
     order, inverse, n_active = _row_order(weights)
     limit = jnp.max(n_active)  # chunks starting at or past this slot are empty in every row
     hs, ts, ws = (_chunks(_permute(a, order), chunk) for a in (hidden, targets, weights))
-    # A materialised [V, D] copy: XLA:CPU otherwise folds the transpose into the dh dot, which then runs at
-    # under half the speed of the plain [N, V] x [V, D] matmul (the barrier stops the folding; the copy is cheap).
-    kernel_t = jax.lax.optimization_barrier(kernel.T)
 
     def body(carry, xs):
         loss, dw = carry
@@ -67,7 +64,7 @@ def _fused(hidden, kernel, targets, weights, chunk):
             w2 = w.reshape(-1).astype(jnp.float32)
             nll = lse - jnp.sum(logits * onehot, axis=-1)
             dlogits = ((jnp.exp(logits - lse[:, None]) - onehot) * w2[:, None]).astype(kernel.dtype)
-            dh = jnp.dot(dlogits, kernel_t, preferred_element_type=jnp.float32)
+            dh = jnp.dot(dlogits, kernel.T, preferred_element_type=jnp.float32)
             dw = dw + jnp.dot(h2.T, dlogits, preferred_element_type=jnp.float32)
             return jnp.sum(nll * w2), dh.reshape(b, chunk, d), dw
 
@@ -90,7 +87,8 @@ def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weigh
     """sum over [B, T] of weights * NLL(softmax(hidden @ kernel), targets), fp32 scalar.
 
     hidden [B, T, D] (compute dtype), kernel [D, V], targets int [B, T], weights [B, T] (0 = not trained; treated
-    as constants: no gradient flows to them)."""
+    as constants: no gradient flows to them). The forward pass already computes the gradients, so this is for
+    training; to only score, use `loss.token_nll` on the model's logits."""
     return _fused(hidden, kernel, targets, weights, chunk)[0]
 
 
