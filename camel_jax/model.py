@@ -66,8 +66,8 @@ class Llama(nn.Module):
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
-            # Rows of several blocks: each query block attends only from the first key block it needs.
-            starts = key_block_starts(mask) if t % BLOCK == 0 and t > BLOCK else None
+            # Rows longer than a block: each query block attends only from the first key block it needs.
+            starts = key_block_starts(mask) if t > BLOCK else None
             x, _ = self.layers(x, None, cos, sin, mask, 0, starts)
             new_cache = None
         else:

@@ -26,6 +26,7 @@ LAYOUTS = {
     "one_segment": [[512], [512]],
     "right_padding": [[300], [45, 200]],
     "left_padding": [[-200, 312], [-5, 507]],
+    "ragged_length": [[100, 200, 33], [333]],  # T = 333: the last block is padded inside, then cut off
 }
 
 
@@ -38,7 +39,7 @@ def _mask(seg):
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("kv", [4, 2, 1])
 def test_block_sparse_equals_masked_attention(layout, kv):
-    t, h, hd = 512, 4, 8
+    t, h, hd = (333 if layout == "ragged_length" else 512), 4, 8
     seg = _rows(LAYOUTS[layout], t)
     rng = np.random.RandomState(kv)
     q = jnp.asarray(rng.randn(2, t, h, hd), jnp.float32)
