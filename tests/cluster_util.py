@@ -1,4 +1,5 @@
 """Shared by the tests that start several local processes (jax.distributed over gloo on 127.0.0.1)."""
+import concurrent.futures
 import socket
 import subprocess
 
@@ -10,13 +11,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[str]:
-    """Each process's combined output; every process is killed afterwards, even when one times out."""
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
+def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Each process's (stdout, stderr); every process is killed afterwards, even when one times out.
+
+    Start the processes with stdout=PIPE and stderr=PIPE, apart: gloo's C++ logging writes to stderr in pieces,
+    and merged into stdout it once split a worker's RESULT line in two (a flaky failure)."""
+    try:  # all drained at once: a process blocked on a full pipe must not stall one waiting for it at a barrier
+        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+            done = list(pool.map(lambda p: p.communicate(timeout=timeout), procs))
     finally:
         for p in procs:
             p.kill()
-    return outs
+    return [(out or "", err or "") for out, err in done]
+
+
+def report(outs: list[tuple[str, str]], tail: int = 3000) -> str:
+    """Both streams of every process, for an assertion message."""
+    return "\n=====\n".join(f"{out[-tail:]}\n--- stderr ---\n{err[-tail:]}" for out, err in outs)

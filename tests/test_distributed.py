@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from camel_jax.train import distributed as D
-from cluster_util import communicate_all, free_port
+from cluster_util import communicate_all, free_port, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,10 +62,10 @@ def test_two_local_processes_form_one_cluster(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
     procs = [subprocess.Popen([sys.executable, str(script), f"127.0.0.1:{port}", str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = communicate_all(procs, timeout=240)
-    results = [line.split()[1:] for out in outs for line in out.splitlines() if line.startswith("RESULT")]
-    assert len(results) == 2, "\n".join(outs)
+    results = [line.split()[1:] for out, _ in outs for line in out.splitlines() if line.startswith("RESULT")]
+    assert len(results) == 2, report(outs)
     # rows 0..7, each repeated over 2 accumulation slices × 3 tokens: 6 × 28
     for r in results:
         assert r[:6] == ["explicit", "2", "4", "(2,", "8,", "3)"] and r[6] == str(6 * 28), r

@@ -142,7 +142,7 @@ print("SHARDED", emb.shape, len(emb.addressable_shards), float(emb.addressable_s
 @pytest.mark.multiprocess
 def test_one_process_of_a_cluster_can_load_alone(tmp_path):
     """Host-local loads/exports must not wait on Orbax barriers the other processes never reach."""
-    from cluster_util import communicate_all, free_port
+    from cluster_util import communicate_all, free_port, report
     import subprocess
     import sys
 
@@ -154,10 +154,11 @@ def test_one_process_of_a_cluster_can_load_alone(tmp_path):
     env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), f"127.0.0.1:{port}", str(i),
                                str(tmp_path / "ckpt"), str(tmp_path / "hf")], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = communicate_all(procs, timeout=240)
-    lines = [line.split(" ", 1) for out in outs for line in out.splitlines() if line.startswith(("LOCAL", "SHARDED"))]
-    assert sorted(k for k, _ in lines) == ["LOCAL", "SHARDED", "SHARDED"], "\n".join(outs)
+    lines = [line.split(" ", 1) for out, _ in outs for line in out.splitlines()
+             if line.startswith(("LOCAL", "SHARDED"))]
+    assert sorted(k for k, _ in lines) == ["LOCAL", "SHARDED", "SHARDED"], report(outs)
     want = float(sum(np.sum(x, dtype=np.float64) for x in jax.tree_util.tree_leaves(params)))
     assert abs(float(dict(lines)["LOCAL"]) - want) < 1e-6 * max(1.0, abs(want))
     emb = params["embed"]["embedding"]  # spec (mp, fsdp): columns split in 4, two shards per process
