@@ -20,10 +20,12 @@ def _tokens(cfg, batch=8, length=16):
     return jnp.asarray(np.random.RandomState(0).randint(0, cfg.vocab_size, (batch, length)), jnp.int32)
 
 
-@pytest.mark.parametrize("spec, cfg", [("dp8", CFG), ("fsdp8", CFG), ("mp8", CFG), ("dp2,fsdp2,mp2", GQA)])
-def test_sharded_logits_equal_unsharded(spec, cfg):
+@pytest.mark.parametrize("spec, cfg, length", [("dp8", CFG, 16), ("fsdp8", CFG, 16), ("mp8", CFG, 16),
+                                               ("dp2,fsdp2,mp2", GQA, 16),
+                                               ("dp2,fsdp2,mp2", GQA, 256), ("mp8", CFG, 256)])  # block-sparse path
+def test_sharded_logits_equal_unsharded(spec, cfg, length):
     params = init_params(cfg, jax.random.PRNGKey(1))
-    tokens = _tokens(cfg)
+    tokens = _tokens(cfg, length=length)
     ref, _ = jax.jit(lambda p, t: Llama(cfg).apply({"params": p}, t))(params, tokens)
     mesh = build_mesh(spec, cfg, batch=tokens.shape[0])
     shardings = tree_shardings(params, mesh)
