@@ -158,7 +158,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scan_unroll", type=int, default=0, help="camel_jax layers per scan step (0: all, unrolled)")
-    ap.add_argument("--loss_chunk", type=int, default=128, help="camel_jax fused loss chunk (0: full logits)")
+    ap.add_argument("--loss_chunk", type=int, default=64, help="camel_jax fused loss chunk, slots per row (0: full logits)")
     args = ap.parse_args()
 
     from camel_jax.data.pipeline import tokenize_records

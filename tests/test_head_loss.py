@@ -30,11 +30,12 @@ def _reference(h, w, targets, weights):
     return jnp.sum(token_nll(logits, targets) * weights)
 
 
-@pytest.mark.parametrize("chunk", [1, 5, 8, 37, 64])
-def test_matches_full_logits_loss_and_gradients(chunk):
+@pytest.mark.parametrize("chunk, groups", [(1, None), (5, None), (8, None), (37, None), (64, None),
+                                           (4, 1), (8, 2), (5, 4)])
+def test_matches_full_logits_loss_and_gradients(chunk, groups):
     h, w, targets, weights = _inputs()
     ref, (gh, gw) = jax.value_and_grad(_reference, argnums=(0, 1))(h, w, targets, weights)
-    got, (fh, fw) = jax.jit(jax.value_and_grad(lambda a, b: head_nll_sum(a, b, targets, weights, chunk),
+    got, (fh, fw) = jax.jit(jax.value_and_grad(lambda a, b: head_nll_sum(a, b, targets, weights, chunk, groups),
                                                argnums=(0, 1)))(h, w)
     np.testing.assert_allclose(float(got), float(ref), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(fh), np.asarray(gh), atol=1e-6, rtol=0)
@@ -61,6 +62,12 @@ def test_bfloat16_hidden_keeps_dtypes():
     np.testing.assert_allclose(float(got), float(ref), rtol=1e-2)
 
 
+def test_rows_must_split_into_groups():
+    h, w, targets, weights = _inputs()
+    with pytest.raises(ValueError, match="4 rows do not split into 3 groups"):
+        head_nll_sum(h, w, targets, weights, 8, 3)
+
+
 def test_sharded_batch_and_vocab_match_one_device():
     h, w, targets, weights = _inputs(seed=3, frac=0.6)
     mesh = build_mesh("dp2,fsdp2,mp2", get_preset("tiny-mha"))
@@ -68,7 +75,7 @@ def test_sharded_batch_and_vocab_match_one_device():
     args = (jax.device_put(h, NamedSharding(mesh, P(("dp", "fsdp"), None, None))),
             jax.device_put(w, NamedSharding(mesh, P("fsdp", "mp"))),
             jax.device_put(targets, rows), jax.device_put(weights, rows))
-    fn = jax.jit(jax.value_and_grad(lambda a, b, t, m: head_nll_sum(a, b, t, m, 8), argnums=(0, 1)))
+    fn = jax.jit(jax.value_and_grad(lambda a, b, t, m: head_nll_sum(a, b, t, m, 8, 4), argnums=(0, 1)))
     with jax.set_mesh(mesh):
         got, (gh, gw) = fn(*args)
     ref, (rh, rw) = jax.value_and_grad(_reference, argnums=(0, 1))(h, w, targets, weights)

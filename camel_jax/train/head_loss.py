@@ -2,15 +2,17 @@
 
 Why: in instruction tuning only the responses are trained (about half of the tokens of the TÜLU mix), yet the
 plain path computes [B, T, vocab] logits for every token, and the vocabulary projection is the largest matmul of a
-small model (and its logits the largest activation of a big one). Here each row's trained tokens are moved to its
-front (a stable per-row permutation, so shapes stay static and rows never leave their data shard), the rows are
-cut into chunks of `chunk` slots along T, and a `lax.scan` runs the projection only for chunks that hold a trained
-token in some row (`lax.cond`), computing loss *and* gradients there (the "fused linear cross-entropy" idea):
+small model (and its logits the largest activation of a big one). Here the rows are joined into `groups` long rows
+(one per data shard, so nothing leaves its shard), each long row's trained tokens are moved to its front (a stable
+permutation: shapes stay static), the long rows are cut into chunks of `chunk` slots per original row, and a
+`lax.scan` runs the projection only for chunks that hold a trained token in some long row (`lax.cond`), computing
+loss *and* gradients there (the "fused linear cross-entropy" idea). Joining rows makes the skipped share the
+batch's untrained share rather than the least-trained row's:
   logits = h W (fp32), nll = logsumexp - logits[target], dlogits = (softmax - onehot) * w,
   dh = dlogits W^T, dW += h^T dlogits.
 Logits never exist for the whole batch, and the backward pass only scales the stored dh, dW by the cotangent.
 
-`head_nll_sum(hidden, kernel, targets, weights, chunk)` == `sum(token_nll(hidden @ kernel, targets) * weights)`
+`head_nll_sum(hidden, kernel, targets, weights, chunk, groups)` == `sum(token_nll(hidden @ kernel, targets) * weights)`
 up to fp32 rounding, and so are its gradients (tests/test_head_loss.py).
 """
 from __future__ import annotations
@@ -81,23 +83,36 @@ def _fused(hidden, kernel, targets, weights, chunk):
     return loss, _permute(dh, inverse), dw
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _grouped(hidden, kernel, targets, weights, chunk, groups):
+    """_fused over the rows joined into `groups` long rows; dh back in [B, T, D]."""
+    b, t, d = hidden.shape
+    groups = groups or b
+    if b % groups:
+        raise ValueError(f"head_nll_sum: {b} rows do not split into {groups} groups (data shards)")
+    join = lambda x: x.reshape(groups, (b // groups) * t, *x.shape[2:])
+    loss, dh, dw = _fused(join(hidden), kernel, join(targets), join(weights), chunk * (b // groups))
+    return loss, dh.reshape(b, t, d), dw
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
 def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weights: jax.Array,
-                 chunk: int = 512) -> jax.Array:
+                 chunk: int = 512, groups: int | None = None) -> jax.Array:
     """sum over [B, T] of weights * NLL(softmax(hidden @ kernel), targets), fp32 scalar.
 
     hidden [B, T, D] (compute dtype), kernel [D, V], targets int [B, T], weights [B, T] (0 = not trained; treated
-    as constants: no gradient flows to them). The forward pass already computes the gradients, so this is for
-    training; to only score, use `loss.token_nll` on the model's logits."""
-    return _fused(hidden, kernel, targets, weights, chunk)[0]
+    as constants: no gradient flows to them). chunk: slots per original row in each chunk. groups: the data shards
+    the rows are split over (dp×fsdp; B must divide by it), rows being joined only within one; None keeps every row
+    apart (safe under any sharding). The forward pass already computes the gradients, so this is for training; to
+    only score, use `loss.token_nll` on the model's logits."""
+    return _grouped(hidden, kernel, targets, weights, chunk, groups)[0]
 
 
-def _fwd(hidden, kernel, targets, weights, chunk):
-    loss, dh, dw = _fused(hidden, kernel, targets, weights, chunk)
+def _fwd(hidden, kernel, targets, weights, chunk, groups):
+    loss, dh, dw = _grouped(hidden, kernel, targets, weights, chunk, groups)
     return loss, (dh.astype(hidden.dtype), dw.astype(kernel.dtype))
 
 
-def _bwd(chunk, res, g):
+def _bwd(chunk, groups, res, g):
     dh, dw = res
     g = g.astype(jnp.float32)
     return (dh * g.astype(dh.dtype), dw * g.astype(dw.dtype), None, None)

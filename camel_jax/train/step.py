@@ -76,7 +76,7 @@ def _select(batch: dict, grad_accum: int, mesh: jax.sharding.Mesh) -> dict:
 
 
 def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTransformation, reduction: str,
-          micro_mean_rows: int | None, grad_shardings: Any, loss_chunk: int) -> tuple[dict, dict]:
+          micro_mean_rows: int | None, grad_shardings: Any, loss_chunk: int, data_shards: int) -> tuple[dict, dict]:
     params = state["params"]
     weights, scale = loss_weights(batch["loss_mask"], reduction, micro_mean_rows)
 
@@ -85,7 +85,7 @@ def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTr
                              segment_ids=mb.get("segment_ids"), head=not loss_chunk)
         if loss_chunk:  # fused projection + loss over chunks holding trained tokens (head_loss.py)
             kernel = head_kernel(p, model.config).astype(jnp.dtype(model.config.dtype))
-            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk)
+            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards)
         return jnp.sum(token_nll(out, mb["targets"]) * w)
 
     grad_fn = jax.value_and_grad(micro_loss)
@@ -125,7 +125,7 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
     shardings = state_shardings(abstract, mesh)
     fn = functools.partial(_step, model=Llama(cfg), optimizer=optimizer, reduction=loss_reduction,
                            micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
-                           loss_chunk=loss_chunk)
+                           loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
     jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
                      out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
     return jitted, abstract, shardings
