@@ -40,6 +40,12 @@ class RMSNorm(nn.Module):
         return (xf.astype(self.dtype) * scale.astype(self.dtype)).astype(self.dtype)
 
 
+def project(x: Array, kernel: Array, dtype: Any) -> Array:
+    """x [..., D] @ kernel [D, F] in `dtype`, computed on x flattened to 2-D rows (see Linear for why)."""
+    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(dtype), kernel.astype(dtype))
+    return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
 class Linear(nn.Module):
     """A bias-free projection `x @ kernel` (kernel [in, out], named "kernel" as in nn.Dense) applied to x flattened
     to 2-D. XLA's CPU backend runs the backward of a 3-D `[B, T, D] x [D, F]` dot_general about 2x slower than the
@@ -52,8 +58,7 @@ class Linear(nn.Module):
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), self.param_dtype)
-        y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(self.dtype), kernel.astype(self.dtype))
-        return y.reshape(*x.shape[:-1], self.features)
+        return project(x, kernel, self.dtype)
 
 
 def rotary_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from camel_jax.attention import BLOCK, attention_mask, key_block_starts
-from camel_jax.layers import DecoderLayer, Linear, RMSNorm, rotary_tables
+from camel_jax.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -80,9 +80,7 @@ class Llama(nn.Module):
         if not head:
             return x, new_cache
         if cfg.tie_embeddings:
-            # x @ embedding^T on [B*T, D] (see layers.Linear for why flattened)
-            dt = jnp.dtype(cfg.dtype)
-            logits = jnp.dot(x.reshape(b * t, -1).astype(dt), self.embed.embedding.astype(dt).T).reshape(b, t, -1)
+            logits = project(x, self.embed.embedding.T, jnp.dtype(cfg.dtype))
         else:
             logits = self.lm_head(x)
         logits = constrain(logits.astype(jnp.float32), (BATCH, None, "mp"))
