@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from camel_jax.attention import block_sparse_attention, dot_attention
+from camel_jax.splash import splash_attention
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
 
@@ -82,7 +83,9 @@ class Attention(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, starts=None):
+    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, row_info=None):
+        """row_info (training/scoring over whole rows, no cache): segment ids [B, T] for the splash kernel, or
+        block_sparse's key block starts; None: plain masked attention."""
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
@@ -102,8 +105,10 @@ class Attention(nn.Module):
             cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
-        if starts is not None and cache is None:  # training/scoring over whole packed rows
-            out = block_sparse_attention(q, k, v, mask, starts)
+        if row_info is not None and cache is None and cfg.attention.startswith("splash"):
+            out = splash_attention(q, k, v, row_info, interpret=cfg.attention == "splash_interpret")
+        elif row_info is not None and cache is None:  # block_sparse over whole packed rows
+            out = block_sparse_attention(q, k, v, mask, row_info)
         else:
             out = dot_attention(q, k, v, mask)
         out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)
@@ -129,11 +134,11 @@ class DecoderLayer(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cache, cos, sin, mask, cache_index, starts):
+    def __call__(self, x, cache, cos, sin, mask, cache_index, row_info):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         attn_out, new_cache = Attention(cfg, name="attn")(
-            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index, starts)
+            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index, row_info)
         x = constrain(x + attn_out, (BATCH, None, None))
         x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x))
         return constrain(x, (BATCH, None, None)), new_cache

@@ -28,6 +28,12 @@ _REMAT = {
 }
 
 
+def _resolved(cfg: LlamaConfig) -> LlamaConfig:
+    """A still-"auto" attention made concrete for the default backend (the train step resolves it earlier, from
+    its mesh)."""
+    return cfg.for_platform(jax.default_backend()) if cfg.attention == "auto" else cfg
+
+
 class Llama(nn.Module):
     config: LlamaConfig
 
@@ -41,10 +47,20 @@ class Llama(nn.Module):
             body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
         self.layers = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
                               in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-                              length=cfg.num_layers, unroll=cfg.scan_unroll)(cfg)
+                              length=cfg.num_layers, unroll=cfg.scan_unroll)(_resolved(cfg))
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
             self.lm_head = Linear(cfg.vocab_size, dt, pdt)
+
+    def _row_info(self, mask, segment_ids):
+        """What the training attention needs about the rows besides q/k/v (see layers.Attention): the first key
+        block of each query block (block_sparse, rows longer than a block), or the segment ids (splash)."""
+        impl = _resolved(self.config).attention
+        if impl in ("splash", "splash_interpret"):
+            return segment_ids
+        if impl == "block_sparse" and mask.shape[-1] > BLOCK:
+            return key_block_starts(mask)
+        return None
 
     def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None, head=True):
         """tokens [B, T] int. positions [B, T] (rotary positions; restart per packed segment).
@@ -66,9 +82,7 @@ class Llama(nn.Module):
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
-            # Rows longer than a block: each query block attends only from the first key block it needs.
-            starts = key_block_starts(mask) if t > BLOCK else None
-            x, _ = self.layers(x, None, cos, sin, mask, 0, starts)
+            x, _ = self.layers(x, None, cos, sin, mask, 0, self._row_info(mask, segment_ids))
             new_cache = None
         else:
             seg = jax.lax.dynamic_update_slice(cache["seg"], segment_ids.astype(jnp.int32), (0, start))

@@ -10,6 +10,9 @@ import dataclasses
 from typing import Any
 
 REMAT_POLICIES = ("none", "full", "save_dots")
+# Training self-attention: "auto" = splash on TPU, block_sparse elsewhere (see `for_platform`); "dot" = plain masked
+# attention over all keys; "splash_interpret" = the splash kernel run by Pallas' interpreter (any backend, slow).
+ATTENTION_IMPLS = ("auto", "block_sparse", "splash", "splash_interpret", "dot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,7 @@ class LlamaConfig:
     # Layers per iteration of the layer scan: 1 keeps compile time flat in depth (the TPU default); num_layers
     # unrolls the whole stack, which XLA's CPU backend runs ~7% faster (bench-58m) for a longer compile.
     scan_unroll: int = 1
+    attention: str = "auto"  # one of ATTENTION_IMPLS (cached decoding always uses plain masked attention)
 
     @property
     def kv_heads(self) -> int:
@@ -45,6 +49,18 @@ class LlamaConfig:
 
     def replace(self, **kw: Any) -> "LlamaConfig":
         return dataclasses.replace(self, **kw)
+
+    def for_platform(self, platform: str) -> "LlamaConfig":
+        """`attention` made concrete for the backend that will run it ("tpu", "cpu", "gpu"): "auto" is splash on
+        TPU and block_sparse elsewhere; splash asked for off TPU runs in the interpreter. The train step resolves
+        it from its mesh's devices (so compiling for a TPU topology on a CPU host picks the TPU kernel); the model
+        resolves a remaining "auto" from jax.default_backend()."""
+        att = self.attention
+        if att == "auto":
+            att = "splash" if platform == "tpu" else "block_sparse"
+        if att == "splash" and platform != "tpu":
+            att = "splash_interpret"
+        return self if att == self.attention else self.replace(attention=att)
 
     def validate(self) -> "LlamaConfig":
         """Fail with a clear message before anything is compiled."""
@@ -62,6 +78,8 @@ class LlamaConfig:
             errs.append(f"scan_unroll must be in [1, num_layers={self.num_layers}], got {self.scan_unroll}")
         if self.remat not in REMAT_POLICIES:
             errs.append(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            errs.append(f"attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
         for f in ("param_dtype", "dtype"):
             if getattr(self, f) not in ("float32", "bfloat16", "float16"):
                 errs.append(f"{f} must be float32, bfloat16 or float16, got {getattr(self, f)!r}")

@@ -5,41 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax.attention import attention_mask, block_sparse_attention, dot_attention, key_block_starts
-
-
-def _rows(layout, t):
-    seg = np.zeros((len(layout), t), np.int32)
-    for r, lengths in enumerate(layout):
-        pos, sid = 0, 1
-        for n in lengths:
-            if n < 0:  # left padding
-                pos += -n
-                continue
-            seg[r, pos:pos + n] = sid
-            pos, sid = pos + n, sid + 1
-    return seg
-
-
-LAYOUTS = {
-    "packed": [[30, 70, 150, 90, 172], [260, 40, 40, 40, 100, 32]],
-    "one_segment": [[512], [512]],
-    "right_padding": [[300], [45, 200]],
-    "left_padding": [[-200, 312], [-5, 507]],
-    "ragged_length": [[100, 200, 33], [333]],  # T = 333: the last block is padded inside, then cut off
-}
-
-
-def _mask(seg):
-    t = seg.shape[1]
-    slots = jnp.broadcast_to(jnp.arange(t)[None], seg.shape)
-    return attention_mask(slots, jnp.asarray(seg), slots, jnp.asarray(seg))
+from camel_jax.attention import block_sparse_attention, dot_attention, key_block_starts
+from rows_util import LAYOUTS, length, rows as _rows, self_mask as _mask
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("kv", [4, 2, 1])
 def test_block_sparse_equals_masked_attention(layout, kv):
-    t, h, hd = (333 if layout == "ragged_length" else 512), 4, 8
+    t, h, hd = length(layout), 4, 8
     seg = _rows(LAYOUTS[layout], t)
     rng = np.random.RandomState(kv)
     q = jnp.asarray(rng.randn(2, t, h, hd), jnp.float32)

@@ -18,7 +18,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from camel_jax.data import mixtures as _mixtures
-from camel_jax.model_config import PRESETS, REMAT_POLICIES
+from camel_jax.model_config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES
 
 DATASETS = tuple(_mixtures.DATASETS)  # the 12 datasets, in the data module's table order
 MIXTURES = tuple(_mixtures.MIXTURES)  # tulu_human_mix, tulu_human_gpt_mix
@@ -77,6 +77,7 @@ def base_config() -> ConfigDict:
     c.train.async_checkpoint = True
     c.train.remat = "save_dots"
     c.train.scan_unroll = 1  # layers per layer-scan iteration; = num_layers unrolls (faster on CPU, slower compile)
+    c.train.attention = "auto"  # splash kernel on TPU, block_sparse elsewhere; or block_sparse / splash / dot
     c.train.dtype = "bfloat16"  # compute
     c.train.param_dtype = "float32"  # master weights
     c.train.print_every = 0  # print a metrics line every N steps (0: about 20 lines per run); JSONL gets every step
@@ -133,7 +134,7 @@ def model_config(cfg: ConfigDict):
     from camel_jax.model_config import get_preset
 
     return get_preset(cfg.model, dtype=cfg.train.dtype, param_dtype=cfg.train.param_dtype, remat=cfg.train.remat,
-                      scan_unroll=cfg.train.scan_unroll)
+                      scan_unroll=cfg.train.scan_unroll, attention=cfg.train.attention)
 
 
 def num_steps(cfg: ConfigDict, steps_per_epoch: int) -> int:
@@ -198,6 +199,8 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
         raise _fail("train.loss_chunk", t.loss_chunk, "must be an int >= 0 (0: full logits, no fused loss)")
     if t.remat not in REMAT_POLICIES:
         raise _fail("train.remat", t.remat, f"expected one of {REMAT_POLICIES}")
+    if t.attention not in ATTENTION_IMPLS:
+        raise _fail("train.attention", t.attention, f"expected one of {ATTENTION_IMPLS}")
     if not 1 <= t.scan_unroll <= PRESETS[cfg.model].num_layers:
         raise _fail("train.scan_unroll", t.scan_unroll,
                     f"must be in [1, {PRESETS[cfg.model].num_layers}] (the layers of {cfg.model})")

@@ -89,7 +89,8 @@ def split_holdout(records: list[dict], n: int, seed: int) -> tuple[list[dict], l
 def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any], str]:
     """(architecture, tokenizer, params loader, tokenizer dir to copy or None)."""
     t = cfg.train
-    numerics = dict(dtype=t.dtype, param_dtype=t.param_dtype, remat=t.remat, scan_unroll=t.scan_unroll)
+    numerics = dict(dtype=t.dtype, param_dtype=t.param_dtype, remat=t.remat, scan_unroll=t.scan_unroll,
+                    attention=t.attention)
     src = cfg.init_from
     if src == C.BUILTIN_STORIES:
         import tempfile

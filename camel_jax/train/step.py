@@ -123,7 +123,8 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
     _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
     shardings = state_shardings(abstract, mesh)
-    fn = functools.partial(_step, model=Llama(cfg), optimizer=optimizer, reduction=loss_reduction,
+    platform = mesh.devices.flat[0].platform  # "tpu" also for a topology compiled for on a CPU host
+    fn = functools.partial(_step, model=Llama(cfg.for_platform(platform)), optimizer=optimizer, reduction=loss_reduction,
                            micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
                            loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
     jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
