@@ -21,10 +21,14 @@ from camel_jax.attention import BLOCK, attention_mask, key_block_starts
 from camel_jax.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
+from camel_jax.splash import RESIDUALS
 
+_policies = jax.checkpoint_policies
 _REMAT = {
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "save_dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "full": _policies.nothing_saveable,
+    # The projections' outputs, and the splash kernel's residuals (else its forward runs again in the backward).
+    "save_dots": _policies.save_from_both_policies(_policies.checkpoint_dots_with_no_batch_dims,
+                                                   _policies.save_only_these_names(RESIDUALS)),
 }
 
 

@@ -23,6 +23,9 @@ from jax.sharding import PartitionSpec as P
 from camel_jax.partition import BATCH
 
 MIN_BLOCK = 128
+# The kernel tags its forward residuals (output, log-sum-exp) with this name, so a remat policy can keep them and
+# the backward pass need not run the forward kernel again (model.py's "save_dots" does).
+RESIDUALS = "splash_residuals"
 BLOCKS = (512, 256, 128)  # the largest that divides the (padded) length is used
 
 
@@ -33,7 +36,8 @@ def _kernel(t: int, heads: int, interpret: bool):
     mask = sa.MultiHeadMask([sa.CausalMask((t, t))] * heads)
     # Built per trace (a kernel cached across traces leaked tracers under flax's nn.scan); the block tables are
     # computed with numpy, so this costs milliseconds.
-    return sa.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+    return sa.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret,
+                              residual_checkpoint_name=RESIDUALS)
 
 
 def _local(q, k, v, seg, interpret: bool):

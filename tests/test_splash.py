@@ -108,14 +108,21 @@ def _tpu_devices():
         pytest.skip(f"compiling for TPU needs libtpu (pip install -e '.[tpu]'): {type(e).__name__}: {e}")
 
 
-def test_train_step_compiles_for_tpu_with_the_splash_kernel():
-    """On a TPU topology (compiled here, not run) "auto" picks the Mosaic kernel, split over fsdp2,mp2."""
+@pytest.mark.parametrize("remat,forward_kernels", [("save_dots", 1), ("full", 2)])
+def test_train_step_compiles_for_tpu_with_the_splash_kernel(remat, forward_kernels):
+    """On a TPU topology (compiled here, not run) "auto" picks the Mosaic kernel, split over fsdp2,mp2. Under
+    save_dots the kernel's residuals are kept, so its forward runs once; full remat runs it again in the backward."""
+    import re
+
     from camel_jax.mesh import build_mesh
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.step import lower_train_step
 
-    cfg = get_preset("tiny-gqa", remat="full")
+    cfg = get_preset("tiny-gqa", remat=remat)
     mesh = build_mesh("fsdp2,mp2", cfg, devices=_tpu_devices())
-    compiled = lower_train_step(cfg, make_optimizer(total_steps=10), mesh, grad_accum=1, micro_rows=4,
-                                seq_len=128).compile()
-    assert "tpu_custom_call" in compiled.as_text()
+    lowered = lower_train_step(cfg, make_optimizer(total_steps=10), mesh, grad_accum=1, micro_rows=4, seq_len=128)
+    kernels = re.findall(r'kernel_name = "(splash_[a-z_]+)"', lowered.as_text())
+    assert sum("_fwd_" in k for k in kernels) == forward_kernels, kernels
+    assert sum("_dq_" in k for k in kernels) == sum("_dkv_" in k for k in kernels) == 1, kernels
+    if remat == "save_dots":
+        assert "tpu_custom_call" in lowered.compile().as_text()
