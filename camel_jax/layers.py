@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from camel_jax.attention import block_sparse_attention, dot_attention
-from camel_jax.splash import splash_attention
 from camel_jax.model_config import LlamaConfig
 from camel_jax.partition import BATCH, constrain
+from camel_jax.splash import splash_attention
 
 Array = Any
 
