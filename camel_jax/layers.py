@@ -84,8 +84,9 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, row_info=None):
-        """row_info (training/scoring over whole rows, no cache): segment ids [B, T] for the splash kernel, or
-        block_sparse's key block starts; None: plain masked attention."""
+        """row_info (whole rows: training, scoring, or a prefill at slot 0): segment ids [B, T] for the splash
+        kernel, or block_sparse's key block starts; the rows attend only within themselves. None: plain masked
+        attention (over the cache when there is one)."""
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
@@ -98,17 +99,19 @@ class Attention(nn.Module):
         k = constrain(k, (BATCH, None, "mp", None))
         v = constrain(v, (BATCH, None, "mp", None))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        new_cache = None
+        new_cache, row_k, row_v = None, k, v
         if cache is not None:
-            # Write this step's keys and values at their slots, then attend over the whole cache.
+            # Write this step's keys and values at their slots; a decode step then attends over the whole cache,
+            # a prefill (row_info given) within the prompt, on the values as the cache holds them.
             ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, cache_index, 0, 0))
             cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
+            row_k, row_v = k.astype(ck.dtype).astype(dt), v.astype(cv.dtype).astype(dt)
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
-        if row_info is not None and cache is None and cfg.attention.startswith("splash"):
-            out = splash_attention(q, k, v, row_info, interpret=cfg.attention == "splash_interpret")
-        elif row_info is not None and cache is None:  # block_sparse over whole packed rows
-            out = block_sparse_attention(q, k, v, mask, row_info)
+        if row_info is not None and cfg.attention.startswith("splash"):
+            out = splash_attention(q, row_k, row_v, row_info, interpret=cfg.attention == "splash_interpret")
+        elif row_info is not None:  # block_sparse over whole packed rows
+            out = block_sparse_attention(q, row_k, row_v, mask, row_info)
         else:
             out = dot_attention(q, k, v, mask)
         out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)

@@ -90,9 +90,16 @@ class Llama(nn.Module):
             new_cache = None
         else:
             seg = jax.lax.dynamic_update_slice(cache["seg"], segment_ids.astype(jnp.int32), (0, start))
-            k_slots = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32)[None], seg.shape)
-            mask = attention_mask(q_slots, segment_ids, k_slots, seg)
-            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start, None)
+            row_info = None
+            if isinstance(start, int) and start == 0 and t > 1:
+                # A prefill: slots before t hold nothing else, so the prompt attends only within itself, and the
+                # training attention path (block-sparse or splash) replaces attention over the whole cache.
+                mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
+                row_info = self._row_info(mask, segment_ids)
+            if row_info is None:
+                k_slots = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32)[None], seg.shape)
+                mask = attention_mask(q_slots, segment_ids, k_slots, seg)
+            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start, row_info)
             new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
         if not head:

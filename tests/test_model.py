@@ -76,6 +76,35 @@ def test_cached_decoding_with_left_padded_prompt(params):
     np.testing.assert_allclose(np.asarray(step)[0, 0], alone[-1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("attention", ["block_sparse", "splash_interpret"])
+def test_long_prefill_takes_the_row_path_and_matches_attention_over_the_cache(params, attention):
+    """A 300-slot left-padded prompt prefilled at slot 0 attends within itself through the training path; logits
+    and the cache it leaves equal plain attention over the whole cache (`dot`), and so does the next decode step."""
+    seq = rand_tokens(260, 8)
+    row = np.concatenate([np.zeros(40, np.int32), seq])[None]
+    mask = (np.arange(300) >= 40).astype(np.int32)[None]
+    pos = np.asarray(positions_from_mask(jnp.asarray(mask)))
+
+    def run(cfg):
+        model = Llama(cfg)
+        cache = init_cache(cfg, 1, 320, dtype="float32")
+        first, cache = jax.jit(lambda p, c: model.apply({"params": p}, jnp.asarray(row), positions=pos,
+                                                        segment_ids=mask, cache=c, cache_index=0))(params, cache)
+        step, _ = model.apply({"params": params}, jnp.asarray([[7]]), positions=np.array([[260]]),
+                              segment_ids=np.ones((1, 1), np.int32), cache=cache, cache_index=300)
+        return np.asarray(first)[0, 40:], np.asarray(step)[0, 0], cache
+
+    ref_first, ref_step, ref_cache = run(CFG.replace(attention="dot"))
+    first, step, cache = run(CFG.replace(attention=attention))
+    np.testing.assert_allclose(first, ref_first, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(step, ref_step, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(np.asarray(cache["seg"]), np.asarray(ref_cache["seg"]))
+    for name in ("k", "v"):  # [L, B, S, kv, hd]; padding slots are never attended (their values may differ)
+        np.testing.assert_allclose(np.asarray(cache[name])[:, :, 40:300], np.asarray(ref_cache[name])[:, :, 40:300],
+                                   atol=1e-5, rtol=0)
+    np.testing.assert_allclose(first, fwd(params, seq[None])[0], atol=1e-5, rtol=0)  # and the prompt alone
+
+
 @pytest.mark.parametrize("length", [16, 384])  # 384: three 128-slot blocks, the block-sparse attention path
 @pytest.mark.parametrize("remat, unroll", [("full", 1), ("save_dots", 1), ("none", 2), ("save_dots", 2)])
 def test_remat_and_unroll_change_speed_not_results(params, remat, unroll, length):
