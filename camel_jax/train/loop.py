@@ -81,9 +81,13 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     mesh = build_mesh(mesh_spec, s.model_cfg, batch=cfg.train.batch_size // cfg.train.grad_accum)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
     t = cfg.train
+    attention = s.model_cfg.for_platform(mesh.devices.flat[0].platform).attention
     say(f"model {cfg.model} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
-        f"{s.model_cfg.param_dtype} weights) on mesh {mesh_str(mesh)} of {jax.device_count()} "
-        f"{jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")
+        f"{s.model_cfg.param_dtype} weights, {attention} attention) on mesh {mesh_str(mesh)} of "
+        f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")
+    if attention == "splash_interpret":
+        say("WARNING: train.attention=splash off TPU runs the TPU kernel in Pallas' interpreter: very slow, meant for "
+            "checking it; use auto (block_sparse here)")
     say(f"{total} optimizer steps ({'max_steps' if t.max_steps else f'{t.epochs} epochs'}), global batch "
         f"{t.batch_size} rows × {cfg.data.max_seq_length} tokens in {t.grad_accum} micro-batch(es), "
         f"lr {t.lr:g} (warmup {t.warmup_ratio:g}, linear decay), loss reduction {t.loss_reduction}")
