@@ -6,7 +6,6 @@ folder (the newline-after-</s> kept) and an emulation of transformers 4.30's slo
 strip whitespace on both sides, SentencePiece on each piece; the newline vanishes).
 """
 import json
-import shutil
 
 import numpy as np
 import pytest

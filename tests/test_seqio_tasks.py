@@ -1,7 +1,6 @@
 """The registered SeqIO tasks give exactly chat_format's ids and masks (TensorFlow part kept small)."""
 import json
 
-import numpy as np
 import pytest
 
 from camel_jax.data import mixtures as M

@@ -34,7 +34,7 @@ import json
 import os
 import queue
 import threading
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
