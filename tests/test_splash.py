@@ -15,7 +15,7 @@ from rows_util import LAYOUTS, length, rows, self_mask
 def _qkv(b, t, h, kv, hd, seed):
     rng = np.random.RandomState(seed)
     q = jnp.asarray(rng.randn(b, t, h, hd), jnp.float32)
-    k, v, = (jnp.asarray(rng.randn(b, t, kv, hd), jnp.float32) for _ in range(2))
+    k, v = (jnp.asarray(rng.randn(b, t, kv, hd), jnp.float32) for _ in range(2))
     return q, k, v, jnp.asarray(rng.randn(b, t, h, hd), jnp.float32)
 
 

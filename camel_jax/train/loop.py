@@ -81,7 +81,9 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     mesh = build_mesh(mesh_spec, s.model_cfg, batch=cfg.train.batch_size // cfg.train.grad_accum)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
     t = cfg.train
-    attention = s.model_cfg.for_platform(mesh.devices.flat[0].platform).attention
+    from camel_jax.train.step import for_mesh
+
+    attention = for_mesh(s.model_cfg, mesh).attention
     say(f"model {cfg.model} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
         f"{s.model_cfg.param_dtype} weights, {attention} attention) on mesh {mesh_str(mesh)} of "
         f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")

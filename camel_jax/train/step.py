@@ -116,6 +116,12 @@ def _check_chunk(loss_chunk: int) -> None:
         raise ValueError(f"train.loss_chunk must be an int >= 0 (0: plain logits path), got {loss_chunk!r}")
 
 
+def for_mesh(cfg: LlamaConfig, mesh: jax.sharding.Mesh) -> LlamaConfig:
+    """The model config as the step runs it on `mesh`: attention "auto" resolved for the mesh's devices ("tpu"
+    also for a TPU topology compiled for on a CPU host)."""
+    return cfg.for_platform(mesh.devices.flat[0].platform)
+
+
 @functools.lru_cache(maxsize=8)  # same (cfg, optimizer, mesh, reduction): reuse the jit and its compiled executables
 def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
             loss_reduction: str, micro_mean_rows: int | None, loss_chunk: int):
@@ -123,8 +129,7 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
     _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
     shardings = state_shardings(abstract, mesh)
-    platform = mesh.devices.flat[0].platform  # "tpu" also for a topology compiled for on a CPU host
-    fn = functools.partial(_step, model=Llama(cfg.for_platform(platform)), optimizer=optimizer, reduction=loss_reduction,
+    fn = functools.partial(_step, model=Llama(for_mesh(cfg, mesh)), optimizer=optimizer, reduction=loss_reduction,
                            micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
                            loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
     jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
