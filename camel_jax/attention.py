@@ -51,7 +51,7 @@ def dot_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
-def _pad_to_blocks(x: Array, axes: tuple[int, ...], block: int, value=0) -> Array:
+def pad_to_blocks(x: Array, axes: tuple[int, ...], block: int, value=0) -> Array:
     """Pad the given axes of x up to a multiple of block (padding slots are masked: they see and are seen by none)."""
     pads = [(0, 0)] * x.ndim
     for a in axes:
@@ -62,7 +62,7 @@ def _pad_to_blocks(x: Array, axes: tuple[int, ...], block: int, value=0) -> Arra
 def key_block_starts(mask: Array, block: int = BLOCK) -> Array:
     """[ceil(T/block)] int32: for each block of queries, the first key block that any query of it, in any row, may
     see (the block itself when all its queries are padding). mask: the [B, 1, T, T] self-attention mask."""
-    mask = _pad_to_blocks(mask, (2, 3), block, False)
+    mask = pad_to_blocks(mask, (2, 3), block, False)
     b, _, t, _ = mask.shape
     nb = t // block
     seen = jnp.any(mask[:, 0].reshape(b, nb, block, t), axis=(0, 2))  # [nb, T]: key slot seen by the block
@@ -152,5 +152,5 @@ def block_sparse_attention(q: Array, k: Array, v: Array, mask: Array, starts: Ar
     for each query block only the keys from `starts` (see `key_block_starts`) on. A T that is not a multiple of
     block is padded with masked slots, which are cut off again."""
     t, h = q.shape[1], q.shape[2]
-    q, k, v = (_pad_to_blocks(x, (1,), block) for x in (q, _repeat_kv(k, h), _repeat_kv(v, h)))
-    return _sparse(q, k, v, _pad_to_blocks(mask, (2, 3), block, False), starts, block)[:, :t]
+    q, k, v = (pad_to_blocks(x, (1,), block) for x in (q, _repeat_kv(k, h), _repeat_kv(v, h)))
+    return _sparse(q, k, v, pad_to_blocks(mask, (2, 3), block, False), starts, block)[:, :t]

@@ -105,7 +105,8 @@ class Attention(nn.Module):
             # a prefill (row_info given) within the prompt, on the values as the cache holds them.
             ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, cache_index, 0, 0))
             cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
-            row_k, row_v = k.astype(ck.dtype).astype(dt), v.astype(cv.dtype).astype(dt)
+            if row_info is not None:
+                row_k, row_v = k.astype(ck.dtype).astype(dt), v.astype(cv.dtype).astype(dt)
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
         if row_info is not None and cfg.attention.startswith("splash"):

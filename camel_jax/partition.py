@@ -76,7 +76,8 @@ def batch_spec(ndim: int = 2) -> P:
     return P(BATCH, *([None] * (ndim - 1)))
 
 
-def _active_axes() -> tuple[str, ...]:
+def active_axes() -> tuple[str, ...]:
+    """Axis names of the mesh in context (jax.set_mesh), or () outside one."""
     mesh = jax.sharding.get_abstract_mesh()
     return tuple(mesh.axis_names) if mesh is not None and not mesh.empty else ()
 
@@ -84,7 +85,7 @@ def _active_axes() -> tuple[str, ...]:
 def constrain(x: jax.Array, spec: tuple) -> jax.Array:
     """Sharding constraint on an activation, a no-op outside a mesh (single-device use, tests, conversion).
     Axis names the active mesh lacks are dropped, so the model runs on any subset of dp/fsdp/mp."""
-    axes = _active_axes()
+    axes = active_axes()
     if not axes:
         return x
 

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as sa
 from jax.sharding import PartitionSpec as P
 
-from camel_jax.partition import BATCH
+from camel_jax.attention import pad_to_blocks
+from camel_jax.partition import BATCH, active_axes
 
 MIN_BLOCK = 128
 # The kernel tags its forward residuals (output, log-sum-exp) with this name, so a remat policy can keep them and
@@ -46,25 +47,16 @@ def _local(q, k, v, seg, interpret: bool):
     return jax.vmap(lambda q, k, v, s: kernel(q, k, v, segment_ids=sa.SegmentIds(s, s)))(q, k, v, seg)
 
 
-def _mesh_axes() -> tuple[str, ...]:
-    mesh = jax.sharding.get_abstract_mesh()
-    return tuple(mesh.axis_names) if mesh is not None and not mesh.empty else ()
-
-
 def splash_attention(q, k, v, segment_ids, interpret: bool = False):
     """q [B,T,H,hd], k/v [B,T,KV,hd] (KV divides H), segment_ids [B,T] (0 = padding) -> [B,T,H,hd].
 
     Softmax scale 1/sqrt(hd) as in `dot_attention`; inside a mesh context the call is split over it."""
     b, t, h, hd = q.shape
-    pad = -t % MIN_BLOCK
-    seg = segment_ids.astype(jnp.int32)
-    if pad:
-        q, k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (q, k, v))
-        seg = jnp.pad(seg, ((0, 0), (0, pad)))
+    q, k, v, seg = (pad_to_blocks(x, (1,), MIN_BLOCK) for x in (q, k, v, segment_ids.astype(jnp.int32)))
     q = q * jnp.asarray(hd ** -0.5, q.dtype)
     q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # the kernel's [heads, T, hd] per example
     fn = functools.partial(_local, interpret=interpret)
-    axes = _mesh_axes()
+    axes = active_axes()
     if axes:
         data = tuple(a for a in BATCH if a in axes) or None
         heads = "mp" if "mp" in axes else None

@@ -31,6 +31,16 @@ from camel_jax.train.head_loss import head_nll_sum  # noqa: E402
 from camel_jax.train.step import DEFAULT_LOSS_CHUNK  # noqa: E402
 
 
+def _optax_adamw():
+    return optax.adamw(1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+
+
+def _torch_adamw(model):  # the same hyperparameters as _optax_adamw
+    import torch
+
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+
 def time_interleaved(steps: dict, n_warmup: int, n_steps: int) -> dict:
     """Median seconds per step of each contender, timed in alternation so both see the same machine load."""
     for step in steps.values():
@@ -47,7 +57,7 @@ def time_interleaved(steps: dict, n_warmup: int, n_steps: int) -> dict:
 
 def bench_jax(cfg, tokens, args, skip_attention=False):
     params = init_params(cfg, jax.random.PRNGKey(0))
-    opt = optax.adamw(1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    opt = _optax_adamw()
     state = [params, opt.init(params)]
     inputs, targets = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
 
@@ -87,7 +97,7 @@ def bench_torch(cfg, tokens, args):
     torch.set_num_threads(os.cpu_count())
     conf = transformers.LlamaConfig(**hf.hf_config_dict(cfg))
     model = transformers.LlamaForCausalLM(conf).float().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    opt = _torch_adamw(model)
     ids = torch.from_numpy(tokens).long()
 
     def step():
@@ -105,7 +115,7 @@ def adamw_update_steps(cfg):
     import transformers
 
     params = init_params(cfg, jax.random.PRNGKey(0))
-    opt = optax.adamw(1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    opt = _optax_adamw()
     grads = jax.tree.map(lambda x: x * 1e-3, params)
     state = [params, opt.init(params)]
 
@@ -120,7 +130,7 @@ def adamw_update_steps(cfg):
         jax.block_until_ready(state[0])
 
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf.hf_config_dict(cfg))).float()
-    topt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    topt = _torch_adamw(model)
     for q in model.parameters():
         q.grad = torch.randn_like(q) * 1e-3
     return {"pytorch AdamW update": topt.step, "camel_jax AdamW update": jax_step}
