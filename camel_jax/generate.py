@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from camel_jax.model import Llama, init_cache, positions_from_mask
-from camel_jax.model_config import LlamaConfig
+from camel_jax.model.llama import Llama, init_cache, positions_from_mask
+from camel_jax.model.config import LlamaConfig
 
 PROMPT_BUCKET = 16  # prompt lengths are padded up to a multiple of this, so few shapes get compiled
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     args = ap.parse_args(argv)
     from camel_jax import params_io
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.tokenizer import load_tokenizer
 
     try:
         tok_dir = params_io.tokenizer_dir(args.checkpoint)

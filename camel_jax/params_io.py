@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from camel_jax.model_config import LlamaConfig
+from camel_jax.model.config import LlamaConfig
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
@@ -153,7 +153,7 @@ def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) 
     import jax
     import orbax.checkpoint as ocp
 
-    from camel_jax.model import abstract_params
+    from camel_jax.model.llama import abstract_params
 
     cfg = load_model_config(ckpt_dir)
     _, item_dir, is_state = _root_and_params(ckpt_dir)

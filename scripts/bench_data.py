@@ -153,7 +153,7 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     from camel_jax.data.packing import plan_rows
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.tokenizer import load_tokenizer
 
     records, src = load_examples(args.data, args.raw, args.per_dataset)
     print(f"examples: {len(records)} ({src})")

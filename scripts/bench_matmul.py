@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from camel_jax.model_config import get_preset  # noqa: E402
+from camel_jax.model.config import get_preset  # noqa: E402
 
 
 def projections(cfg) -> list[tuple[str, int, int, int]]:

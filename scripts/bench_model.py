@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
-from camel_jax.model import Llama, head_kernel, init_params  # noqa: E402
-from camel_jax.model_config import get_preset  # noqa: E402
+from camel_jax.model.llama import Llama, head_kernel, init_params  # noqa: E402
+from camel_jax.model.config import get_preset  # noqa: E402
 from camel_jax.train.head_loss import head_nll_sum  # noqa: E402
 from camel_jax.train.step import DEFAULT_LOSS_CHUNK  # noqa: E402
 
@@ -73,7 +73,7 @@ def bench_jax(cfg, tokens, args, skip_attention=False):
         return optax.apply_updates(p, upd), o, loss
 
     if skip_attention:  # trace with the attention core swapped out; the swap is undone before anything else runs
-        from camel_jax import layers
+        from camel_jax.model import layers
         real = layers.block_sparse_attention
         layers.block_sparse_attention = lambda q, k, v, mask, starts: q * v + k
         try:

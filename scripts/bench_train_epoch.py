@@ -91,7 +91,7 @@ def jax_steps(cfg, records, tokenizer, args, info):
     import jax
 
     from camel_jax.data.pipeline import TrainData
-    from camel_jax.mesh import build_mesh
+    from camel_jax.model.mesh import build_mesh
     from camel_jax.train.loop import _stack
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings
@@ -162,8 +162,8 @@ def main():
     args = ap.parse_args()
 
     from camel_jax.data.pipeline import tokenize_records
-    from camel_jax.model_config import get_preset
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.config import get_preset
+    from camel_jax.model.tokenizer import load_tokenizer
 
     cfg = get_preset(args.preset, dtype="float32", param_dtype="float32", max_seq_len=max(2048, args.max_len))
     cfg = cfg.replace(scan_unroll=args.scan_unroll or cfg.num_layers).validate()

@@ -2,7 +2,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from camel_jax.attention import attention_mask
+from camel_jax.model.attention import attention_mask
 
 
 def rows(layout, t):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax.attention import block_sparse_attention, dot_attention, key_block_starts
+from camel_jax.model.attention import block_sparse_attention, dot_attention, key_block_starts
 from rows_util import LAYOUTS, length, rows as _rows, self_mask as _mask
 
 
@@ -52,8 +52,8 @@ def test_block_sparse_on_a_mesh_matches_one_device():
     """Rows split over dp×fsdp and heads over mp (the partition rules' layout): same values and gradients."""
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from camel_jax.mesh import build_mesh
-    from camel_jax.model_config import get_preset
+    from camel_jax.model.mesh import build_mesh
+    from camel_jax.model.config import get_preset
 
     t, h, kv, hd = 384, 4, 2, 8
     seg = _rows([[30, 200, 154], [384], [100, 100, 100, 84], [-50, 334]], t)

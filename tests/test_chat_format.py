@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from camel_jax.data.chat_format import DropCounter, encode_messages, format_messages, supervised_text
-from camel_jax.tokenizer import load_tokenizer
+from camel_jax.model.tokenizer import load_tokenizer
 
 ONE_TURN = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}]
 # tokenizer_notes.md / open_instruct.md §3.1 (transformers 4.30 and 5.x agree on it)

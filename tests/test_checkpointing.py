@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from camel_jax.mesh import build_mesh
-from camel_jax.model_config import get_preset
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.config import get_preset
 from camel_jax.train.checkpointing import Checkpointer
 from camel_jax.train.optimizer import make_optimizer
 from camel_jax.train.state import abstract_train_state, init_train_state, sharded_abstract_state, state_shardings

@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 import jax.numpy as jnp  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
-from camel_jax.model import Llama  # noqa: E402
+from camel_jax.model.llama import Llama  # noqa: E402
 
 
 def tiny_hf_model(kv=2, theta=5000.0, tie=False, seed=0):

@@ -94,7 +94,7 @@ def test_listing_order_independent(tmp_path):
 
 
 def test_real_sample_with_llama_tokenizer(shared_data, tmp_path):
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(shared_data / "llama_tokenizer"))
     src = json.loads((shared_data / "sharegpt" / "ShareGPT_V3_unfiltered_cleaned_split.head.json").read_text())

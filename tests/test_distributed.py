@@ -42,7 +42,7 @@ WORKER = textwrap.dedent("""
     from jax.sharding import NamedSharding, PartitionSpec as P
     from camel_jax.train import distributed as D
     how = D.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
-    from camel_jax.mesh import build_mesh
+    from camel_jax.model.mesh import build_mesh
     mesh = build_mesh("fsdp-1")
     start, n = D.local_rows(8)
     rows = np.arange(start, start + n, dtype=np.int32)[None, :, None] * np.ones((2, 1, 3), np.int32)

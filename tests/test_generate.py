@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from camel_jax.generate import GREEDY, Sampling, generate, greedy_generate, left_pad, main, select_tokens
-from camel_jax.model import Llama, init_params
-from camel_jax.model_config import get_preset
+from camel_jax.model.llama import Llama, init_params
+from camel_jax.model.config import get_preset
 
 CFG = get_preset("tiny-gqa", dtype="float32")
 PROMPTS = [[1, 17, 42, 99, 3], [1, 200], [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22]]

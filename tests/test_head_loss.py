@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from camel_jax.mesh import build_mesh
-from camel_jax.model_config import get_preset
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.config import get_preset
 from camel_jax.train.head_loss import head_nll_sum
 from camel_jax.train.loss import token_nll
 

@@ -1,9 +1,22 @@
-"""Structure guards: camel_jax modules import each other without cycles, and none grows past ~400 lines."""
+"""Structure guards: camel_jax modules import only downward through the layers below, without cycles, and none
+grows past ~400 lines."""
 import ast
 import pathlib
 
 PKG = pathlib.Path(__file__).resolve().parent.parent / "camel_jax"
 MAX_LINES = 450  # "~400": a little slack, never a 1,000-line model file
+
+# The pipeline, bottom to top: a package may import its own modules and packages of lower layers only; two packages
+# of one layer never import each other. Every top-level package or module of camel_jax must be listed.
+LAYERS = (
+    {"model"},  # presets, Flax LLaMA, partition rules, meshes, tokenizer
+    {"data", "params_io"},  # instruction data; parameter checkpoints
+    {"convert"},  # Hugging Face / llama2.c conversion
+    {"generate", "infer"},  # decoding and serving
+    {"train"},  # the training run (shows greedy samples through generate)
+    {"evaluate", "plan"},  # benchmarks on the engine; compile-only planning of the train step
+    {"human_eval", "report"},
+)
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -48,6 +61,39 @@ def test_no_import_cycles():
     for n in sorted(graph):
         if n not in state:
             visit(n, [n])
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    layer_of = {name: i for i, names in enumerate(LAYERS) for name in names}
+    unlisted = sorted({_top(m) for m in graph} - set(layer_of) - {""})
+    assert not unlisted, f"top-level camel_jax packages missing from LAYERS: {unlisted}"
+    bad = []
+    for mod, deps in graph.items():
+        for dep in deps:
+            a, b = _top(mod), _top(dep)
+            if a == b or b == "":
+                continue
+            if a == "" or layer_of[b] >= layer_of[a]:
+                bad.append(f"{mod} (layer {layer_of.get(a)}) imports {dep} (layer {layer_of[b]})")
+    return sorted(bad)
+
+
+def test_imports_only_go_downward():
+    bad = _upward(_graph())
+    assert not bad, "imports that do not go downward:\n" + "\n".join(bad)
+
+
+def test_layering_check_catches_upward_and_sideways_imports():
+    graph = _graph()
+    graph["camel_jax.model.llama"] = graph["camel_jax.model.llama"] | {"camel_jax.train.step"}
+    graph["camel_jax.data.pipeline"] = graph["camel_jax.data.pipeline"] | {"camel_jax.params_io"}
+    assert _upward(graph) == ["camel_jax.data.pipeline (layer 1) imports camel_jax.params_io (layer 1)",
+                              "camel_jax.model.llama (layer 0) imports camel_jax.train.step (layer 4)"]
 
 
 def test_modules_stay_small():

@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from camel_jax.layers import MLP, Linear, RMSNorm, apply_rotary, rotary_tables
-from camel_jax.model_config import get_preset
+from camel_jax.model.layers import MLP, Linear, RMSNorm, apply_rotary, rotary_tables
+from camel_jax.model.config import get_preset
 
 
 def test_linear_is_dense_on_any_leading_shape():

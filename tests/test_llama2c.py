@@ -12,8 +12,8 @@ from camel_jax import params_io
 from camel_jax.convert import llama2c
 from camel_jax.convert.__main__ import main as convert_main
 from camel_jax.generate import greedy_generate
-from camel_jax.model import Llama
-from camel_jax.tokenizer import load_tokenizer
+from camel_jax.model.llama import Llama
+from camel_jax.model.tokenizer import load_tokenizer
 
 ASSETS = os.path.join(os.path.dirname(llama2c.__file__), "..", "assets", "stories260k")
 STORIES_BIN, TOK512_BIN = os.path.join(ASSETS, "stories260K.bin"), os.path.join(ASSETS, "tok512.bin")

@@ -168,8 +168,8 @@ def test_first_step_loss_equals_an_independent_forward(tmp_path):
 
     from camel_jax.convert.llama2c import read_model
     from camel_jax.data.pipeline import TrainData, mixture_records
-    from camel_jax.model import Llama
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.llama import Llama
+    from camel_jax.model.tokenizer import load_tokenizer
     from camel_jax.train.loss import token_nll
     from camel_jax.train.setup import STORIES_DIR, split_holdout
 

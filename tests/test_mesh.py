@@ -2,8 +2,8 @@
 import jax
 import pytest
 
-from camel_jax.mesh import AXES, MeshError, build_mesh, check_batch, mesh_str, parse_mesh
-from camel_jax.model_config import get_preset
+from camel_jax.model.mesh import AXES, MeshError, build_mesh, check_batch, mesh_str, parse_mesh
+from camel_jax.model.config import get_preset
 
 
 @pytest.mark.parametrize("spec, expected", [

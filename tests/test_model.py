@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax.model import Llama, init_cache, init_params, positions_from_mask
-from camel_jax.model_config import get_preset
+from camel_jax.model.llama import Llama, init_cache, init_params, positions_from_mask
+from camel_jax.model.config import get_preset
 
 CFG = get_preset("tiny-gqa", dtype="float32")
 

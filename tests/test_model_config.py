@@ -4,8 +4,8 @@ import math
 import jax
 import pytest
 
-from camel_jax.model import abstract_params
-from camel_jax.model_config import PRESETS, get_preset
+from camel_jax.model.llama import abstract_params
+from camel_jax.model.config import PRESETS, get_preset
 
 PUBLISHED_B = {"llama-7b": 6.74, "llama-13b": 13.0, "llama-30b": 32.5, "llama-65b": 65.2,
                "llama2-7b": 6.74, "llama2-13b": 13.0, "llama2-70b": 69.0}

@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers")
 import jax.numpy as jnp  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
-from camel_jax.model import Llama, positions_from_mask  # noqa: E402
+from camel_jax.model.llama import Llama, positions_from_mask  # noqa: E402
 
 
 @pytest.mark.parametrize("kv", [4, 2, 1])

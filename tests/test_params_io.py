@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from camel_jax import params_io
-from camel_jax.mesh import build_mesh
-from camel_jax.model import init_params
-from camel_jax.model_config import get_preset
-from camel_jax.partition import tree_shardings, tree_specs
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.llama import init_params
+from camel_jax.model.config import get_preset
+from camel_jax.model.partition import tree_shardings, tree_specs
 
 CFG = get_preset("tiny-gqa", dtype="float32")
 
@@ -123,8 +123,8 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
 from jax.experimental import multihost_utils
 from camel_jax import params_io
-from camel_jax.mesh import build_mesh
-from camel_jax.partition import tree_shardings
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.partition import tree_shardings
 ckpt, out = sys.argv[3], sys.argv[4]
 if jax.process_index() == 0:  # one process alone reads host-local numpy and writes an HF export
     params, cfg = params_io.load_params(ckpt)

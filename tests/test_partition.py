@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from camel_jax.mesh import build_mesh
-from camel_jax.model import Llama, init_params
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import batch_spec, spec_for, tree_shardings, tree_specs
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.llama import Llama, init_params
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import batch_spec, spec_for, tree_shardings, tree_specs
 
 # Heads, kv heads, widths and vocab all divide by 8 so every mesh below is legal.
 CFG = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=176, num_layers=2, num_heads=8,

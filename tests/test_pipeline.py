@@ -7,7 +7,7 @@ import pytest
 
 from camel_jax.data.chat_format import encode_messages
 from camel_jax.data.pipeline import TrainData, mixture_records, read_records
-from camel_jax.tokenizer import load_tokenizer
+from camel_jax.model.tokenizer import load_tokenizer
 
 T = 256
 

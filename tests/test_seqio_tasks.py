@@ -5,7 +5,7 @@ import pytest
 
 from camel_jax.data import mixtures as M
 from camel_jax.data.chat_format import encode_messages
-from camel_jax.tokenizer import load_tokenizer
+from camel_jax.model.tokenizer import load_tokenizer
 
 MAX_LEN = 48
 

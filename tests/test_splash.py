@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax.attention import dot_attention
-from camel_jax.model_config import get_preset
-from camel_jax.splash import splash_attention
+from camel_jax.model.attention import dot_attention
+from camel_jax.model.config import get_preset
+from camel_jax.model.splash import splash_attention
 from rows_util import LAYOUTS, length, rows, self_mask
 
 
@@ -46,7 +46,7 @@ def test_splash_on_a_mesh_matches_one_device():
     """Under dp2,fsdp2,mp2 the kernel runs in shard_map (rows over dp×fsdp, heads over mp): same values, grads."""
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from camel_jax.mesh import build_mesh
+    from camel_jax.model.mesh import build_mesh
 
     t, h, kv, hd = 256, 4, 2, 8
     seg = rows([[30, 200, 26], [256], [100, 100, 56], [-50, 206]], t)
@@ -66,7 +66,7 @@ def test_splash_on_a_mesh_matches_one_device():
 
 
 def test_model_with_splash_gives_the_same_logits():
-    from camel_jax.model import Llama, init_params
+    from camel_jax.model.llama import Llama, init_params
 
     cfg = get_preset("tiny-gqa", dtype="float32", param_dtype="float32", max_seq_len=256)
     params = init_params(cfg, jax.random.PRNGKey(0))
@@ -114,7 +114,7 @@ def test_train_step_compiles_for_tpu_with_the_splash_kernel(remat, forward_kerne
     save_dots the kernel's residuals are kept, so its forward runs once; full remat runs it again in the backward."""
     import re
 
-    from camel_jax.mesh import build_mesh
+    from camel_jax.model.mesh import build_mesh
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.step import lower_train_step
 

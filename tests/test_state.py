@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camel_jax.mesh import build_mesh
-from camel_jax.model_config import get_preset
-from camel_jax.partition import tree_specs
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.config import get_preset
+from camel_jax.model.partition import tree_specs
 from camel_jax.train.optimizer import make_optimizer
 from camel_jax.train.state import (STATE_KEYS, abstract_train_state, init_train_state, sharded_abstract_state,
                                    state_shardings)

@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from camel_jax.mesh import build_mesh
-from camel_jax.model import Llama
-from camel_jax.model_config import get_preset
+from camel_jax.model.mesh import build_mesh
+from camel_jax.model.llama import Llama
+from camel_jax.model.config import get_preset
 from camel_jax.train.loss import reduce_sums, token_nll_sums
 from camel_jax.train.optimizer import make_optimizer
 from camel_jax.train.state import init_train_state
@@ -175,7 +175,7 @@ def test_no_involuntary_rematerialization_on_a_3d_mesh():
     """GSPMD must not fall back to replicating a tensor to change its sharding (it warns "Involuntary full
     rematerialization"): it did at the embedding lookup from the ("mp", "fsdp") table into batch rows. Warnings are
     silenced in this process (TF_CPP_MIN_LOG_LEVEL=3), so the step compiles in a child that logs them."""
-    code = ("from camel_jax.mesh import build_mesh; from camel_jax.model_config import get_preset; "
+    code = ("from camel_jax.model.mesh import build_mesh; from camel_jax.model.config import get_preset; "
             "from camel_jax.train.optimizer import make_optimizer; from camel_jax.train.step import lower_train_step; "
             "cfg = get_preset('tiny-mha', dtype='float32'); "
             "[lower_train_step(cfg, make_optimizer(total_steps=10), build_mesh('dp2,fsdp2,mp2', cfg), 2, 8, 32, "

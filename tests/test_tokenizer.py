@@ -3,7 +3,7 @@ text back; a path with no tokenizer fails naming it. (Both backends against open
 tests/test_chat_format.py.)"""
 import pytest
 
-from camel_jax.tokenizer import load_tokenizer
+from camel_jax.model.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from camel_jax.model_config import PRESETS
+from camel_jax.model.config import PRESETS
 from camel_jax.train import config as C
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import numpy as np
 
 from camel_jax import params_io
 from camel_jax.convert.safetensors_io import SafetensorsFile, np_dtype, write_safetensors
-from camel_jax.model_config import LlamaConfig
+from camel_jax.model.config import LlamaConfig
 
 # (HF name template, our path, transpose). "{i}" marks a per-layer tensor stacked on a leading layer axis.
 _LAYER = "model.layers.{i}."

@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 
 from camel_jax import params_io
-from camel_jax.model_config import LlamaConfig
+from camel_jax.model.config import LlamaConfig
 
 HEADER = struct.Struct("<7i")
 LLAMA2C_V1_MAGIC = 0x616B3432  # "ak42": llama2.c's newer export formats, not the legacy one handled here

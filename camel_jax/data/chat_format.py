@@ -10,7 +10,7 @@ Examples left with no trainable token are dropped (None) and counted by reason i
 How it is built: the template's `</s>` is never written as characters. The text is cut at each `</s>`, every piece
 is encoded on its own with `tokenizer.encode` and the EOS *id* is put between the pieces. That is exactly what a
 Hugging Face tokenizer does with a special token inside a string (split, encode each side separately), so it gives
-the same ids on the SentencePiece and the Hugging Face backends of `camel_jax.tokenizer.Tokenizer`. With
+the same ids on the SentencePiece and the Hugging Face backends of `camel_jax.model.tokenizer.Tokenizer`. With
 SentencePiece, message content is always text: a literal "</s>" or "<s>" typed inside a message stays characters
 (open-instruct turned it into a control token; we deliberately do not, so data cannot inject EOS/BOS). A Hugging Face
 tokenizer still applies its own special-token matching inside `encode`, as open-instruct did.

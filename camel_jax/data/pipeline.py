@@ -113,7 +113,7 @@ _WORKER_TOKENIZER = None
 
 def _worker_init(path: str) -> None:
     global _WORKER_TOKENIZER
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.tokenizer import load_tokenizer
 
     _WORKER_TOKENIZER = load_tokenizer(path)
 
@@ -127,7 +127,7 @@ def _encode_all(records, tokenizer, max_seq_length, newline_after_eos, num_worke
     bad = next((i for i, m in enumerate(messages) if m is None), None)
     if bad is not None:
         raise ValueError(f"record {bad}: expected a dict with 'messages', got {str(records[bad])[:80]}")
-    from camel_jax.tokenizer import Tokenizer
+    from camel_jax.model.tokenizer import Tokenizer
 
     path = getattr(tokenizer, "path", None)
     if num_workers <= 1 or not isinstance(tokenizer, Tokenizer) or not path:
@@ -206,7 +206,7 @@ class TrainData:
                  cache_dir: str | None = None, drop_remainder: bool = False, prefetch: int = 2,
                  num_workers: int = 0):
         if isinstance(tokenizer, str):
-            from camel_jax.tokenizer import load_tokenizer
+            from camel_jax.model.tokenizer import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
         mode = {True: "bfd", False: "none"}.get(packing, packing)
         if mode not in ("none", "bfd"):

@@ -29,7 +29,7 @@ _PREPARED_PATH: dict = {}  # task name -> callable giving its prepared jsonl pat
 
 @functools.lru_cache(maxsize=8)
 def _tokenizer(path: str):
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.tokenizer import load_tokenizer
 
     return load_tokenizer(path)
 

@@ -41,7 +41,7 @@ def main(argv):
         sys.exit(2)
     from camel_jax.data.mixtures import MixtureError
     from camel_jax.data.records import RecordError
-    from camel_jax.mesh import MeshError
+    from camel_jax.model.mesh import MeshError
     from camel_jax.train.config import ConfigError
     from camel_jax.train.loop import TrainingDiverged, run
 

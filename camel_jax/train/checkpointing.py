@@ -30,8 +30,8 @@ from typing import Any
 import jax
 from etils import epath
 
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import path_str
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import path_str
 
 STATE_ITEM = "state"
 META_ITEM = "meta"

@@ -18,7 +18,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from camel_jax.data import mixtures as _mixtures
-from camel_jax.model_config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES
+from camel_jax.model.config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES
 
 DATASETS = tuple(_mixtures.DATASETS)  # the 12 datasets, in the data module's table order
 MIXTURES = tuple(_mixtures.MIXTURES)  # tulu_human_mix, tulu_human_gpt_mix
@@ -46,7 +46,7 @@ class ConfigError(ValueError):
 def base_config() -> ConfigDict:
     """The paper's recipe for LLaMA-7B on the TÜLU (human+GPT) mixture; every field a run may read."""
     c = ConfigDict()
-    c.model = "llama-7b"  # a preset name from camel_jax.model_config.PRESETS
+    c.model = "llama-7b"  # a preset name from camel_jax.model.config.PRESETS
     c.init_from = ""  # checkpoint dir from `convert import-hf`, or BUILTIN_STORIES; empty: random init (tests/bench)
     c.data = ConfigDict()
     c.data.mixture = "tulu_human_gpt_mix"  # a dataset name, a mixture name, SAMPLE_MIXTURE or a .jsonl path
@@ -131,7 +131,7 @@ def default_config() -> ConfigDict:
 
 def model_config(cfg: ConfigDict):
     """The LlamaConfig of the run: the preset with the config's numerics (dtype, param dtype, remat)."""
-    from camel_jax.model_config import get_preset
+    from camel_jax.model.config import get_preset
 
     return get_preset(cfg.model, dtype=cfg.train.dtype, param_dtype=cfg.train.param_dtype, remat=cfg.train.remat,
                       scan_unroll=cfg.train.scan_unroll, attention=cfg.train.attention)

@@ -19,8 +19,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
-from camel_jax.mesh import build_mesh, mesh_str, parse_mesh
-from camel_jax.partition import BATCH
+from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
+from camel_jax.model.partition import BATCH
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 from camel_jax.train.metrics import MetricsWriter

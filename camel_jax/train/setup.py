@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from camel_jax.model_config import LlamaConfig, get_preset
+from camel_jax.model.config import LlamaConfig, get_preset
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 
@@ -96,7 +96,7 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
         import tempfile
 
         from camel_jax.convert.llama2c import read_model, read_tokenizer, sentencepiece_model
-        from camel_jax.tokenizer import load_tokenizer
+        from camel_jax.model.tokenizer import load_tokenizer
 
         model_bin, tok_bin = (os.path.join(STORIES_DIR, f) for f in ("stories260K.bin", "tok512.bin"))
         params, arch = read_model(model_bin)
@@ -109,7 +109,7 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
         return arch.replace(**numerics), tokenizer, (lambda shardings: params), tok_dir
     if src:
         from camel_jax.params_io import load_model_config, load_params
-        from camel_jax.tokenizer import load_tokenizer
+        from camel_jax.model.tokenizer import load_tokenizer
 
         arch = load_model_config(src)
         preset = get_preset(cfg.model)
@@ -124,8 +124,8 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
     if not cfg.data.tokenizer:
         raise C.ConfigError("config.init_from is empty (random init) and config.data.tokenizer is empty: "
                             "give --init_from=CKPT_DIR or --config.data.tokenizer=PATH")
-    from camel_jax.model import init_params
-    from camel_jax.tokenizer import load_tokenizer
+    from camel_jax.model.llama import init_params
+    from camel_jax.model.tokenizer import load_tokenizer
 
     say(f"WARNING: no --init_from: training {cfg.model} from RANDOM weights (seed {t.seed})")
     mcfg = get_preset(cfg.model, **numerics)

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from camel_jax.model import init_params
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import tree_shardings
+from camel_jax.model.llama import init_params
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import tree_shardings
 
 TrainState = dict  # {"step": int32[], "params": ..., "opt_state": ..., "rng": uint32[2]}
 STATE_KEYS = ("step", "params", "opt_state", "rng")

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from camel_jax.model import Llama, head_kernel
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import BATCH
+from camel_jax.model.llama import Llama, head_kernel
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import BATCH
 from camel_jax.train.head_loss import head_nll_sum
 from camel_jax.train.loss import check_reduction, loss_weights, token_nll
 from camel_jax.train.optimizer import current_lr

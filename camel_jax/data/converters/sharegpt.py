@@ -90,7 +90,7 @@ def _valid_roles(chunk: list[tuple[str, str]]) -> bool:
 def convert(name: str, raw: str, rng: random.Random, tally: Tally, tokenizer=None, max_length: int = 2048,
             no_split: bool = False) -> Iterator[dict]:
     if not no_split and (tokenizer is None or isinstance(tokenizer, str)):
-        from camel_jax.tokenizer import load_tokenizer
+        from camel_jax.model.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer or default_tokenizer_path())
     chunks_seen = collections.Counter()

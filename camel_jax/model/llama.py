@@ -17,11 +17,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.attention import BLOCK, attention_mask, key_block_starts
-from camel_jax.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import BATCH, constrain
-from camel_jax.splash import RESIDUALS
+from camel_jax.model.attention import BLOCK, attention_mask, key_block_starts
+from camel_jax.model.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import BATCH, constrain
+from camel_jax.model.splash import RESIDUALS
 
 _policies = jax.checkpoint_policies
 _REMAT = {

@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
-from camel_jax.model_config import LlamaConfig
+from camel_jax.model.config import LlamaConfig
 
 AXES = ("dp", "fsdp", "mp")
 

@@ -5,7 +5,7 @@ half), so Hugging Face weights load with a transpose and no permutation. Meta/ll
 *interleaved* layout (adjacent pairs); `camel_jax.convert.llama2c` permutes their q/k rows into ours, exactly as
 transformers' `convert_llama_weights_to_hf.permute` does.
 
-Attention cores and the masking rule live in `camel_jax.attention`.
+Attention cores and the masking rule live in `camel_jax.model.attention`.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.attention import block_sparse_attention, dot_attention
-from camel_jax.model_config import LlamaConfig
-from camel_jax.partition import BATCH, constrain
-from camel_jax.splash import splash_attention
+from camel_jax.model.attention import block_sparse_attention, dot_attention
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.partition import BATCH, constrain
+from camel_jax.model.splash import splash_attention
 
 Array = Any
 

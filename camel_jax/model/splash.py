@@ -20,12 +20,12 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as sa
 from jax.sharding import PartitionSpec as P
 
-from camel_jax.attention import pad_to_blocks
-from camel_jax.partition import BATCH, active_axes
+from camel_jax.model.attention import pad_to_blocks
+from camel_jax.model.partition import BATCH, active_axes
 
 MIN_BLOCK = 128
 # The kernel tags its forward residuals (output, log-sum-exp) with this name, so a remat policy can keep them and
-# the backward pass need not run the forward kernel again (model.py's "save_dots" does).
+# the backward pass need not run the forward kernel again (llama.py's "save_dots" does).
 RESIDUALS = "splash_residuals"
 BLOCKS = (512, 256, 128)  # the largest that divides the (padded) length is used
 
