@@ -21,7 +21,7 @@ from camel_jax.model.config import LlamaConfig
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
 TOKENIZER_DIR = "tokenizer"
-STATE_ITEM = "state"
+STATE_ITEM = "state"  # the train state's item in a training checkpoint step (train/checkpointing.py writes it)
 
 
 def _checkpointer(saving: bool = False, host_local: bool = True):
@@ -148,7 +148,7 @@ def save_params(ckpt_dir: str, params: Any, cfg: LlamaConfig, tokenizer_dir: str
 def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) -> tuple[Any, LlamaConfig]:
     """(params, cfg) from a converted checkpoint, a training step folder or a training output folder.
 
-    shardings: a tree of jax.sharding.Sharding matching the parameter tree (e.g. `partition.tree_shardings`);
+    shardings: a tree of jax.sharding.Sharding matching the parameter tree (e.g. `model.llama.param_shardings`);
     each array is then read directly into its shards. dtype: cast on restore (default: as stored)."""
     import jax
     import orbax.checkpoint as ocp

@@ -94,7 +94,7 @@ def jax_steps(cfg, records, tokenizer, args, info):
     from camel_jax.model.mesh import build_mesh
     from camel_jax.train.loop import _stack
     from camel_jax.train.optimizer import make_optimizer
-    from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings
+    from camel_jax.train.state import init_train_state, state_shardings
     from camel_jax.train.step import make_train_step
 
     # Same examples per optimizer step on average: a global batch of `batch` examples is this many packed rows.
@@ -105,7 +105,7 @@ def jax_steps(cfg, records, tokenizer, args, info):
     print(f"camel_jax data: {data.describe()}")
     mesh = build_mesh("", cfg, batch=rows)
     optimizer = make_optimizer(args.lr, data.steps_per_epoch, 0.03)
-    shardings = state_shardings(abstract_train_state(cfg, optimizer), mesh)
+    shardings = state_shardings(cfg, optimizer, mesh)
     state = init_train_state(cfg, optimizer, jax.random.PRNGKey(args.seed), shardings=shardings)
     step = make_train_step(cfg, optimizer, mesh, 1, "token", loss_chunk=args.loss_chunk)
     it = data.iterator(num_epochs=1)

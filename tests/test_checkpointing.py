@@ -19,7 +19,7 @@ OPT = make_optimizer(1e-3, total_steps=20)
 
 def _make_state(mesh):
     """A state with non-trivial moments (mu = params / 2, nu = params ** 2), sharded on `mesh`."""
-    shardings = state_shardings(abstract_train_state(CFG, OPT), mesh)
+    shardings = state_shardings(CFG, OPT, mesh)
     state = init_train_state(CFG, OPT, jax.random.PRNGKey(0), shardings=shardings)
     adam = state["opt_state"].inner_state[1][0]
     adam = adam._replace(mu=jax.tree.map(lambda p: p * 0.5, state["params"]),
@@ -67,7 +67,7 @@ def test_round_trip_bitwise_and_onto_another_mesh(tmp_path, fsdp8):
         ck.save(3, state, meta)
         ck.wait()
         assert ck.latest_step() == 3
-        restored, got_meta = ck.restore(3, abstract_train_state(CFG, OPT), state_shardings(abstract_train_state(CFG, OPT), fsdp8))
+        restored, got_meta = ck.restore(3, abstract_train_state(CFG, OPT), state_shardings(CFG, OPT, fsdp8))
         _assert_bitwise(restored, want)
         assert got_meta == dict(meta, step=3)
         q = restored["params"]["layers"]["attn"]["q"]["kernel"]

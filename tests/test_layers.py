@@ -11,19 +11,21 @@ from camel_jax.model.config import get_preset
 
 def test_linear_is_dense_on_any_leading_shape():
     x = jnp.asarray(np.random.RandomState(0).randn(2, 3, 5, 8), jnp.float32)
-    lin = Linear(6, jnp.float32, jnp.float32)
-    params = lin.init(jax.random.PRNGKey(0), x)
+    lin = Linear(6, jnp.float32, jnp.float32, ("embed", "mlp"))
+    boxed = lin.init(jax.random.PRNGKey(0), x)
+    assert boxed["params"]["kernel"].names == ("embed", "mlp")  # its logical axes (partition.py)
+    params = nn.meta.unbox(boxed)
     assert jax.tree.map(jnp.shape, params) == {"params": {"kernel": (8, 6)}}  # nn.Dense's name and layout
     ref = nn.Dense(6, use_bias=False).apply(params, x)
     np.testing.assert_allclose(np.asarray(lin.apply(params, x)), np.asarray(ref), rtol=1e-6, atol=1e-6)
-    bf = Linear(6, jnp.bfloat16, jnp.float32).apply(params, x)
+    bf = Linear(6, jnp.bfloat16, jnp.float32, ("embed", "mlp")).apply(params, x)
     assert bf.dtype == jnp.bfloat16 and bf.shape == (2, 3, 5, 6)
 
 
 def test_rmsnorm_formula():
     x = np.random.RandomState(1).randn(3, 7, 16).astype(np.float32)
     norm = RMSNorm(1e-6, jnp.float32, jnp.float32)
-    params = norm.init(jax.random.PRNGKey(0), x)
+    params = nn.meta.unbox(norm.init(jax.random.PRNGKey(0), x))
     params = {"params": {"scale": jnp.arange(16, dtype=jnp.float32) / 8}}
     ref = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-6) * (np.arange(16) / 8)
     np.testing.assert_allclose(np.asarray(norm.apply(params, x)), ref, rtol=1e-5, atol=1e-6)
@@ -54,7 +56,7 @@ def test_rotary_is_rotate_half_and_relative():
 def test_mlp_is_swiglu():
     cfg = get_preset("tiny-mha", dtype="float32")
     x = jnp.asarray(np.random.RandomState(3).randn(2, 4, cfg.hidden_size), jnp.float32)
-    params = MLP(cfg).init(jax.random.PRNGKey(0), x)
+    params = nn.meta.unbox(MLP(cfg).init(jax.random.PRNGKey(0), x))
     p = params["params"]
     ref = (jax.nn.silu(x @ p["gate"]["kernel"]) * (x @ p["up"]["kernel"])) @ p["down"]["kernel"]
     np.testing.assert_allclose(np.asarray(MLP(cfg).apply(params, x)), np.asarray(ref), rtol=1e-5, atol=1e-5)

@@ -1,5 +1,6 @@
 """Mesh specs: parsing, -1 axes, and the clear errors that must come before any compile."""
 import jax
+import numpy as np
 import pytest
 
 from camel_jax.model.mesh import AXES, MeshError, build_mesh, check_batch, mesh_str, parse_mesh
@@ -52,3 +53,42 @@ def test_build_uses_all_devices_in_axis_order():
     assert mesh.axis_names == AXES
     assert mesh.devices.size == len(jax.devices()) == 8
     assert mesh_str(mesh) == "dp2,fsdp2,mp2"
+
+
+def test_meshes_keep_automatic_sharding_propagation():
+    """jax.make_mesh defaults to Explicit axes; the partition rules and constraints assume GSPMD's Auto."""
+    mesh = build_mesh("dp2,fsdp2,mp2")
+    assert set(mesh.axis_types) == {jax.sharding.AxisType.Auto}
+
+
+def test_a_layout_the_devices_cannot_give_is_an_error_not_a_reshape(monkeypatch):
+    from jax.experimental import mesh_utils
+
+    def refuse(*a, **k):
+        raise ValueError("cannot split the torus")
+
+    monkeypatch.setattr(jax, "make_mesh", refuse)
+    monkeypatch.setattr(mesh_utils, "create_device_mesh", refuse)
+    with pytest.raises(MeshError, match=r"--mesh=dp2,fsdp2,mp2 on 8 .* cannot be laid out as \(2, 2, 2\): "
+                                         r"cannot split the torus"):
+        build_mesh("dp2,fsdp2,mp2")
+
+
+def _two_slices():
+    try:
+        from jax.experimental.topologies import get_topology_desc
+
+        return get_topology_desc(platform="tpu", topology_name="v5e:2x2", chip_config_name="default",
+                                 chips_per_host_bounds=(2, 2, 1), num_slices=2).devices
+    except Exception as e:  # no libtpu: the CPU-only install
+        pytest.skip(f"a multi-slice TPU topology needs libtpu (pip install -e '.[tpu]'): {type(e).__name__}: {e}")
+
+
+def test_multi_slice_meshes_span_slices_with_dp_only():
+    devices = _two_slices()  # 2 slices × 4 v5e chips, compiled for (not run) on this host
+    mesh = build_mesh("dp2,fsdp2,mp2", devices=devices)
+    slice_of = np.vectorize(lambda d: d.slice_index)(mesh.devices)
+    assert (slice_of[0] == 0).all() and (slice_of[1] == 1).all()  # dp's two halves are the two slices
+    assert set(mesh.axis_types) == {jax.sharding.AxisType.Auto}
+    with pytest.raises(MeshError, match="form 2 slices, and only dp may span slices: dp=1"):
+        build_mesh("fsdp4,mp2", devices=devices)

@@ -8,9 +8,8 @@ import pytest
 
 from camel_jax import params_io
 from camel_jax.model.mesh import build_mesh
-from camel_jax.model.llama import init_params
+from camel_jax.model.llama import init_params, param_shardings
 from camel_jax.model.config import get_preset
-from camel_jax.model.partition import tree_shardings, tree_specs
 
 CFG = get_preset("tiny-gqa", dtype="float32")
 
@@ -45,10 +44,12 @@ def test_sharded_restore_puts_each_leaf_in_its_shards(tmp_path):
     params = numpy_params()
     params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
     mesh = build_mesh("dp2,fsdp2,mp2")
-    loaded, _ = params_io.load_params(str(tmp_path / "ckpt"), shardings=tree_shardings(params, mesh))
+    shardings = param_shardings(CFG, mesh)
+    loaded, _ = params_io.load_params(str(tmp_path / "ckpt"), shardings=shardings)
     assert_trees_equal(params, jax.tree_util.tree_map(np.asarray, loaded))
     q = loaded["layers"]["attn"]["q"]["kernel"]  # [L, D, H*hd] with spec (None, fsdp, mp)
-    assert q.sharding.spec == tree_specs(params)["layers"]["attn"]["q"]["kernel"]
+    assert q.sharding.spec == shardings["layers"]["attn"]["q"]["kernel"].spec == jax.sharding.PartitionSpec(
+        None, "fsdp", "mp")
     assert {s.data.shape for s in q.addressable_shards} == {(2, 32, 32)}
 
 
@@ -123,8 +124,8 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
 from jax.experimental import multihost_utils
 from camel_jax import params_io
+from camel_jax.model.llama import param_shardings
 from camel_jax.model.mesh import build_mesh
-from camel_jax.model.partition import tree_shardings
 ckpt, out = sys.argv[3], sys.argv[4]
 if jax.process_index() == 0:  # one process alone reads host-local numpy and writes an HF export
     params, cfg = params_io.load_params(ckpt)
@@ -133,7 +134,7 @@ if jax.process_index() == 0:  # one process alone reads host-local numpy and wri
     print("LOCAL", float(sum(np.sum(x, dtype=np.float64) for x in jax.tree_util.tree_leaves(params))), flush=True)
 multihost_utils.sync_global_devices("after-local")
 mesh = build_mesh("fsdp4")  # every process restores its own shards of the global arrays
-params, _ = params_io.load_params(ckpt, shardings=tree_shardings(params_io.load_params(ckpt)[0], mesh))
+params, _ = params_io.load_params(ckpt, shardings=param_shardings(params_io.load_model_config(ckpt), mesh))
 emb = params["embed"]["embedding"]
 print("SHARDED", emb.shape, len(emb.addressable_shards), float(emb.addressable_shards[0].data.sum()), flush=True)
 """

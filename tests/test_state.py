@@ -7,7 +7,6 @@ import pytest
 
 from camel_jax.model.mesh import build_mesh
 from camel_jax.model.config import get_preset
-from camel_jax.model.partition import tree_specs
 from camel_jax.train.optimizer import make_optimizer
 from camel_jax.train.state import (STATE_KEYS, abstract_train_state, init_train_state, sharded_abstract_state,
                                    state_shardings)
@@ -28,10 +27,10 @@ def test_abstract_state_has_the_real_shapes_without_allocating():
 
 def test_sharded_creation_follows_the_rules_and_matches_unsharded():
     mesh = build_mesh("dp2,fsdp2,mp2", CFG)
-    shardings = state_shardings(abstract_train_state(CFG, OPT), mesh)
+    shardings = state_shardings(CFG, OPT, mesh)
     state = init_train_state(CFG, OPT, jax.random.PRNGKey(3), shardings=shardings)
     plain = init_train_state(CFG, OPT, jax.random.PRNGKey(3))
-    specs = tree_specs(abstract_train_state(CFG, OPT))
+    specs = jax.tree.map(lambda s: s.spec, shardings)
     for leaf, spec, ref in zip(jax.tree.leaves(state), jax.tree.leaves(specs, is_leaf=lambda x: isinstance(
             x, jax.sharding.PartitionSpec)), jax.tree.leaves(plain)):
         assert leaf.sharding.spec == spec

@@ -15,7 +15,7 @@ chosen window is ever computed, forward or backward, and no [T, T] probabilities
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,13 @@ import jax.numpy as jnp
 Array = Any
 NEG = float(jnp.finfo(jnp.float32).min)
 BLOCK = 128
+
+
+class WholeRows(NamedTuple):
+    """Rows that attend only within themselves (training, scoring, a prefill at slot 0), for the fused kernels:
+    splash takes the segment ids, block_sparse the first key block of each query block. Exactly one is set."""
+    segment_ids: Array | None = None  # [B, T], splash
+    key_block_starts: Array | None = None  # [T / BLOCK], block_sparse (`key_block_starts`)
 
 
 def attention_mask(q_slots: Array, q_seg: Array, k_slots: Array, k_seg: Array) -> Array:

@@ -1,6 +1,6 @@
 """The one canonical table of LLaMA model presets, and the config dataclass every layer reads.
 
-Every other module (model, partition rules, conversion, planner, configs/) takes sizes from here, so a
+Every other module (model, partition rules, conversion, training, configs/) takes sizes from here, so a
 preset is defined exactly once. Sizes of the published models follow Meta's params.json files and the
 Hugging Face configs converted from them.
 """
@@ -37,7 +37,7 @@ class LlamaConfig:
     # Layers per iteration of the layer scan: 1 keeps compile time flat in depth (the TPU default); num_layers
     # unrolls the whole stack, which XLA's CPU backend runs ~7% faster (bench-58m) for a longer compile.
     scan_unroll: int = 1
-    attention: str = "auto"  # one of ATTENTION_IMPLS (cached decoding always uses plain masked attention)
+    attention: str = "auto"  # one of ATTENTION_IMPLS: training, scoring and prefills; decode steps attend over the cache
 
     @property
     def kv_heads(self) -> int:

@@ -15,9 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.model.attention import block_sparse_attention, dot_attention
+from camel_jax.model.attention import WholeRows, block_sparse_attention, dot_attention
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.partition import BATCH, constrain
+from camel_jax.model.partition import BTD, BTHD, BTKD, constrain
 from camel_jax.model.splash import splash_attention
 
 Array = Any
@@ -34,7 +34,8 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x.shape[-1],),
+                           self.param_dtype)
         xf = x.astype(jnp.float32)
         xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
         # HF casts back to the input dtype before multiplying by the weight.
@@ -51,14 +52,17 @@ class Linear(nn.Module):
     """A bias-free projection `x @ kernel` (kernel [in, out], named "kernel" as in nn.Dense) applied to x flattened
     to 2-D. XLA's CPU backend runs the backward of a 3-D `[B, T, D] x [D, F]` dot_general about 2x slower than the
     same dot on `[B*T, D]` (the weight gradient contracts two axes and gets transposed copies); flattening first
-    costs nothing (a bitcast) and gives the plain 2-D matmuls every backend is fastest at."""
+    costs nothing (a bitcast) and gives the plain 2-D matmuls every backend is fastest at. `axes`: the kernel's
+    logical names [in, out] (partition.py)."""
     features: int
     dtype: Any
     param_dtype: Any
+    axes: tuple[str, str]
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), self.param_dtype)
+        init = nn.with_logical_partitioning(nn.initializers.normal(0.02), self.axes)
+        kernel = self.param("kernel", init, (x.shape[-1], self.features), self.param_dtype)
         return project(x, kernel, self.dtype)
 
 
@@ -83,40 +87,36 @@ class Attention(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, row_info=None):
-        """row_info (whole rows: training, scoring, or a prefill at slot 0): segment ids [B, T] for the splash
-        kernel, or block_sparse's key block starts; the rows attend only within themselves. None: plain masked
-        attention (over the cache when there is one)."""
+    def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, rows: WholeRows | None = None):
+        """rows: the rows attend only within themselves, through the fused kernel `rows` is for (splash or
+        block_sparse). None: plain masked attention (over the cache when there is one)."""
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
-        dense = lambda feats, name: Linear(feats, dt, pdt, name=name)
+        dense = lambda feats, name, axes: Linear(feats, dt, pdt, axes, name=name)
         b, t, _ = x.shape
-        q = dense(h * hd, "q")(x).reshape(b, t, h, hd)
-        k = dense(kvh * hd, "k")(x).reshape(b, t, kvh, hd)
-        v = dense(kvh * hd, "v")(x).reshape(b, t, kvh, hd)
-        q = constrain(q, (BATCH, None, "mp", None))
-        k = constrain(k, (BATCH, None, "mp", None))
-        v = constrain(v, (BATCH, None, "mp", None))
+        q = constrain(dense(h * hd, "q", ("embed", "heads"))(x).reshape(b, t, h, hd), BTHD)
+        k = constrain(dense(kvh * hd, "k", ("embed", "kv_heads"))(x).reshape(b, t, kvh, hd), BTKD)
+        v = constrain(dense(kvh * hd, "v", ("embed", "kv_heads"))(x).reshape(b, t, kvh, hd), BTKD)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         new_cache, row_k, row_v = None, k, v
         if cache is not None:
             # Write this step's keys and values at their slots; a decode step then attends over the whole cache,
-            # a prefill (row_info given) within the prompt, on the values as the cache holds them.
+            # a prefill (rows given) within the prompt, on the values as the cache holds them.
             ck = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, cache_index, 0, 0))
             cv = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
-            if row_info is not None:
+            if rows is not None:
                 row_k, row_v = k.astype(ck.dtype).astype(dt), v.astype(cv.dtype).astype(dt)
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
-        if row_info is not None and cfg.attention.startswith("splash"):
-            out = splash_attention(q, row_k, row_v, row_info, interpret=cfg.attention == "splash_interpret")
-        elif row_info is not None:  # block_sparse over whole packed rows
-            out = block_sparse_attention(q, row_k, row_v, mask, row_info)
+        if rows is not None and rows.segment_ids is not None:
+            out = splash_attention(q, row_k, row_v, rows.segment_ids, interpret=cfg.attention == "splash_interpret")
+        elif rows is not None:
+            out = block_sparse_attention(q, row_k, row_v, mask, rows.key_block_starts)
         else:
             out = dot_attention(q, k, v, mask)
-        out = constrain(out, (BATCH, None, "mp", None)).reshape(b, t, h * hd)
-        return dense(cfg.hidden_size, "o")(out), new_cache
+        out = constrain(out, BTHD).reshape(b, t, h * hd)
+        return dense(cfg.hidden_size, "o", ("heads", "embed"))(out), new_cache
 
 
 class MLP(nn.Module):
@@ -126,11 +126,11 @@ class MLP(nn.Module):
     def __call__(self, x):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
-        dense = lambda feats, name: Linear(feats, dt, pdt, name=name)
-        gate = dense(cfg.intermediate_size, "gate")(x)
-        up = dense(cfg.intermediate_size, "up")(x)
-        hidden = constrain(nn.silu(gate) * up, (BATCH, None, "mp"))
-        return dense(cfg.hidden_size, "down")(hidden)
+        dense = lambda feats, name, axes: Linear(feats, dt, pdt, axes, name=name)
+        gate = dense(cfg.intermediate_size, "gate", ("embed", "mlp"))(x)
+        up = dense(cfg.intermediate_size, "up", ("embed", "mlp"))(x)
+        hidden = constrain(nn.silu(gate) * up, ("batch", "seq", "act_mlp"))
+        return dense(cfg.hidden_size, "down", ("mlp", "embed"))(hidden)
 
 
 class DecoderLayer(nn.Module):
@@ -138,11 +138,11 @@ class DecoderLayer(nn.Module):
     config: LlamaConfig
 
     @nn.compact
-    def __call__(self, x, cache, cos, sin, mask, cache_index, row_info):
+    def __call__(self, x, cache, cos, sin, mask, cache_index, rows):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         attn_out, new_cache = Attention(cfg, name="attn")(
-            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index, row_info)
-        x = constrain(x + attn_out, (BATCH, None, None))
+            RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x), cos, sin, mask, cache, cache_index, rows)
+        x = constrain(x + attn_out, BTD)
         x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x))
-        return constrain(x, (BATCH, None, None)), new_cache
+        return constrain(x, BTD), new_cache

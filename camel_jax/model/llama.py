@@ -11,16 +11,17 @@ Parameter tree (scanned):
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camel_jax.model.attention import BLOCK, attention_mask, key_block_starts
+from camel_jax.model.attention import BLOCK, WholeRows, attention_mask, key_block_starts
 from camel_jax.model.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.partition import BATCH, constrain
+from camel_jax.model.partition import BT, BTD, Rules, constrain, logical_specs, tree_shardings
 from camel_jax.model.splash import RESIDUALS
 
 _policies = jax.checkpoint_policies
@@ -45,25 +46,27 @@ class Llama(nn.Module):
         cfg = self.config
         dt, pdt = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         self.embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
-                              embedding_init=nn.initializers.normal(0.02))
+                              embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                                          ("vocab", "embed")))
         body = DecoderLayer
         if cfg.remat != "none":
             body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
         self.layers = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
+                              metadata_params={nn.PARTITION_NAME: "layers"},
                               in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                               length=cfg.num_layers, unroll=cfg.scan_unroll)(_resolved(cfg))
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
-            self.lm_head = Linear(cfg.vocab_size, dt, pdt)
+            self.lm_head = Linear(cfg.vocab_size, dt, pdt, ("embed", "vocab"))
 
-    def _row_info(self, mask, segment_ids):
-        """What the training attention needs about the rows besides q/k/v (see layers.Attention): the first key
-        block of each query block (block_sparse, rows longer than a block), or the segment ids (splash)."""
+    def _whole_rows(self, mask, segment_ids) -> WholeRows | None:
+        """What the training attention needs about whole rows besides q/k/v: the segment ids (splash), or the
+        first key block of each query block (block_sparse, rows longer than a block); None: plain attention."""
         impl = _resolved(self.config).attention
         if impl in ("splash", "splash_interpret"):
-            return segment_ids
+            return WholeRows(segment_ids=segment_ids)
         if impl == "block_sparse" and mask.shape[-1] > BLOCK:
-            return key_block_starts(mask)
+            return WholeRows(key_block_starts=key_block_starts(mask))
         return None
 
     def __call__(self, tokens, positions=None, segment_ids=None, cache=None, cache_index=None, head=True):
@@ -81,25 +84,25 @@ class Llama(nn.Module):
             positions = q_slots
         # The table gathered over fsdp first (as FSDP does for every weight), kept split over vocab on mp: a lookup
         # from the ("mp", "fsdp") table straight into batch-sharded rows made GSPMD rematerialise it in full.
-        table = constrain(self.embed.embedding, ("mp", None)).astype(cfg.dtype)
-        x = constrain(jnp.take(table, constrain(tokens, (BATCH, None)), axis=0), (BATCH, None, None))
+        table = constrain(self.embed.embedding, ("act_vocab", None)).astype(cfg.dtype)
+        x = constrain(jnp.take(table, constrain(tokens, BT), axis=0), BTD)
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
-            x, _ = self.layers(x, None, cos, sin, mask, 0, self._row_info(mask, segment_ids))
+            x, _ = self.layers(x, None, cos, sin, mask, 0, self._whole_rows(mask, segment_ids))
             new_cache = None
         else:
             seg = jax.lax.dynamic_update_slice(cache["seg"], segment_ids.astype(jnp.int32), (0, start))
-            row_info = None
+            rows = None
             if isinstance(start, int) and start == 0 and t > 1:
                 # A prefill: slots before t hold nothing else, so the prompt attends only within itself, and the
                 # training attention path (block-sparse or splash) replaces attention over the whole cache.
                 mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
-                row_info = self._row_info(mask, segment_ids)
-            if row_info is None:
+                rows = self._whole_rows(mask, segment_ids)
+            if rows is None:
                 k_slots = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32)[None], seg.shape)
                 mask = attention_mask(q_slots, segment_ids, k_slots, seg)
-            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start, row_info)
+            x, kv = self.layers(x, {"k": cache["k"], "v": cache["v"]}, cos, sin, mask, start, rows)
             new_cache = {**kv, "seg": seg}
         x = self.final_norm(x)
         if not head:
@@ -108,7 +111,7 @@ class Llama(nn.Module):
             logits = project(x, self.embed.embedding.T, jnp.dtype(cfg.dtype))
         else:
             logits = self.lm_head(x)
-        logits = constrain(logits.astype(jnp.float32), (BATCH, None, "mp"))
+        logits = constrain(logits.astype(jnp.float32), ("batch", "seq", "act_vocab"))
         return logits, new_cache
 
 
@@ -127,9 +130,30 @@ def init_cache(config: LlamaConfig, batch: int, max_len: int, dtype: Any = None)
             "seg": jnp.zeros((batch, max_len), jnp.int32)}
 
 
+def boxed_params(config: LlamaConfig, rng: jax.Array) -> dict:
+    """Parameters as Flax creates them: each leaf boxed with its logical axis names (partition.py)."""
+    return Llama(config).init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
+
+
 def init_params(config: LlamaConfig, rng: jax.Array) -> dict:
-    tokens = jnp.zeros((1, 8), jnp.int32)
-    return Llama(config).init(rng, tokens)["params"]
+    return nn.meta.unbox(boxed_params(config, rng))
+
+
+def boxed_abstract_params(config: LlamaConfig) -> dict:
+    """Shapes of the boxed parameter tree (jax.eval_shape): what optimizer state shardings are derived from."""
+    return jax.eval_shape(lambda: boxed_params(config, jax.random.PRNGKey(0)))
+
+
+@functools.lru_cache(maxsize=32)
+def param_logical_specs(config: LlamaConfig) -> dict:
+    """The parameter tree's logical PartitionSpecs, as the layers declare them (no allocation)."""
+    return logical_specs({"params": boxed_abstract_params(config)})["params"]
+
+
+def param_shardings(config: LlamaConfig, mesh: jax.sharding.Mesh, table: Rules | None = None) -> dict:
+    """NamedShardings of the parameter tree on `mesh` under a workload's rule table (default: the one in context,
+    else training's)."""
+    return tree_shardings(param_logical_specs(config), mesh, table)
 
 
 def abstract_params(config: LlamaConfig) -> dict:

@@ -9,9 +9,8 @@ import re
 from typing import Sequence
 
 import jax
-import numpy as np
 from jax.experimental import mesh_utils
-from jax.sharding import Mesh
+from jax.sharding import AxisType, Mesh
 
 from camel_jax.model.config import LlamaConfig
 
@@ -84,14 +83,40 @@ def check_batch(sizes: dict[str, int], batch: int, what: str = "batch size") -> 
         raise MeshError(f"{what} {batch} is not divisible by dp×fsdp = {sizes['dp']}×{sizes['fsdp']} = {shards}")
 
 
+def _slices(devices: Sequence[jax.Device]) -> int:
+    return len({getattr(d, "slice_index", 0) for d in devices})
+
+
 def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """The devices laid out as dp×fsdp×mp by the topology (`jax.make_mesh`: rings and tori, not id order).
+
+    Several TPU slices (multi-slice, joined over the data-centre network): a hybrid mesh whose dp axis spans the
+    slices, so only the data-parallel gradient reduction crosses the slow links. A layout the topology cannot give
+    is an error naming the mesh, never a silent reshape in id order (which would put mp across hosts unnoticed)."""
     devices = list(devices if devices is not None else jax.devices())
     shape = tuple(sizes[a] for a in AXES)
+    auto = (AxisType.Auto,) * len(AXES)  # GSPMD propagation, as the partition rules assume
+    n = _slices(devices)
+    what = f"--mesh={','.join(f'{a}{sizes[a]}' for a in AXES)} on {len(devices)} {devices[0].device_kind} device(s)"
+    if n > 1:
+        if sizes["dp"] % n:
+            raise MeshError(f"{what}: the devices form {n} slices, and only dp may span slices: dp={sizes['dp']} is "
+                            f"not a multiple of {n}")
+        per_slice = (sizes["dp"] // n, sizes["fsdp"], sizes["mp"])
+        try:
+            arr = mesh_utils.create_hybrid_device_mesh(per_slice, (n, 1, 1), devices, allow_split_physical_axes=True)
+        except (ValueError, NotImplementedError, AssertionError) as e:
+            raise MeshError(f"{what} in {n} slices: cannot lay out {per_slice} within each slice: {e}") from e
+        return Mesh(arr, AXES, axis_types=auto)
+    try:
+        return jax.make_mesh(shape, AXES, axis_types=auto, devices=devices)
+    except (ValueError, NotImplementedError, AssertionError):
+        pass  # jax.make_mesh keeps each mesh axis on whole physical axes; allow splitting them, as MaxText does
     try:
         arr = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
-    except (ValueError, NotImplementedError, AssertionError):
-        arr = np.asarray(devices).reshape(shape)
-    return Mesh(arr, AXES)
+    except (ValueError, NotImplementedError, AssertionError) as e:
+        raise MeshError(f"{what}: the device topology cannot be laid out as {shape}: {e}") from e
+    return Mesh(arr, AXES, axis_types=auto)
 
 
 def build_mesh(spec: str | None, cfg: LlamaConfig | None = None, batch: int | None = None,

@@ -7,8 +7,8 @@ difference is padding (segment 0): padding queries here attend to earlier paddin
 their outputs are never used; real queries never see padding, whose id differs from theirs.
 
 The kernel works per example on [heads, T, head_dim] and knows nothing of meshes, so it runs under `shard_map`:
-rows split over the data axes (dp, fsdp), heads over mp (num_heads and num_kv_heads divide by mp: checked by the
-mesh builder). T is padded up to a multiple of 128 with padding slots. `interpret=True` runs the same kernel through
+rows split as "batch" and heads as "act_heads" by the workload's rule table (partition.py; num_heads and
+num_kv_heads divide by mp: checked by the mesh builder). T is padded up to a multiple of 128 with padding slots. `interpret=True` runs the same kernel through
 Pallas' interpreter on any backend: slow, but it is how the CPU tests check it against `dot_attention`.
 """
 from __future__ import annotations
@@ -18,10 +18,9 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as sa
-from jax.sharding import PartitionSpec as P
 
 from camel_jax.model.attention import pad_to_blocks
-from camel_jax.model.partition import BATCH, active_axes
+from camel_jax.model.partition import BHTD, BT, mesh_spec
 
 MIN_BLOCK = 128
 # The kernel tags its forward residuals (output, log-sum-exp) with this name, so a remat policy can keep them and
@@ -56,12 +55,8 @@ def splash_attention(q, k, v, segment_ids, interpret: bool = False):
     q = q * jnp.asarray(hd ** -0.5, q.dtype)
     q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # the kernel's [heads, T, hd] per example
     fn = functools.partial(_local, interpret=interpret)
-    axes = active_axes()
-    if axes:
-        data = tuple(a for a in BATCH if a in axes) or None
-        heads = "mp" if "mp" in axes else None
-        x_spec = P(data, heads, None, None)
-        fn = jax.shard_map(fn, in_specs=(x_spec, x_spec, x_spec, P(data, None)), out_specs=x_spec,
-                           check_vma=False)
+    x_spec = mesh_spec(BHTD)  # kv heads follow the query heads' split (both divide by mp)
+    if x_spec is not None:
+        fn = jax.shard_map(fn, in_specs=(x_spec, x_spec, x_spec, mesh_spec(BT)), out_specs=x_spec, check_vma=False)
     out = fn(q, k, v, seg)
     return jnp.swapaxes(out, 1, 2)[:, :t]

@@ -31,9 +31,9 @@ import jax
 from etils import epath
 
 from camel_jax.model.config import LlamaConfig
+from camel_jax.params_io import STATE_ITEM
 from camel_jax.model.partition import path_str
 
-STATE_ITEM = "state"
 META_ITEM = "meta"
 CHECKPOINTS_DIR = "checkpoints"
 # Files Orbax writes into a step directory and its items only when the save completed.

@@ -19,11 +19,11 @@ from ml_collections import ConfigDict
 
 from camel_jax.data import mixtures as _mixtures
 from camel_jax.model.config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES
+from camel_jax.train.loss import REDUCTIONS as LOSS_REDUCTIONS
 
 DATASETS = tuple(_mixtures.DATASETS)  # the 12 datasets, in the data module's table order
 MIXTURES = tuple(_mixtures.MIXTURES)  # tulu_human_mix, tulu_human_gpt_mix
 SAMPLE_MIXTURE = _mixtures.SAMPLE_MIXTURE  # the bundled TÜLU-mix sample (camel_jax/assets/tulu_mix_sample.jsonl)
-LOSS_REDUCTIONS = ("token", "micro_mean")
 DTYPES = ("float32", "bfloat16", "float16")
 # init_from value meaning "the bundled llama2.c stories260K, imported in memory".
 BUILTIN_STORIES = "builtin:stories260k"

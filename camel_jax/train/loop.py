@@ -16,11 +16,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
 from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
-from camel_jax.model.partition import BATCH
+from camel_jax.model.partition import replicated
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 from camel_jax.train.metrics import MetricsWriter
@@ -97,12 +96,13 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     from camel_jax.train.checkpointing import Checkpointer
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
-    from camel_jax.train.step import OPTIONAL_KEYS, REQUIRED_KEYS, make_train_step
+    from camel_jax.data.packing import BATCH_KEYS
+    from camel_jax.train.step import batch_sharding, make_train_step
 
     optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
     with jax.set_mesh(mesh):
         abstract = abstract_train_state(s.model_cfg, optimizer)
-        shardings = state_shardings(abstract, mesh)
+        shardings = state_shardings(s.model_cfg, optimizer, mesh)
         train_step = make_train_step(s.model_cfg, optimizer, mesh, t.grad_accum, t.loss_reduction,
                                      t.micro_mean_rows or None, t.loss_chunk)
     ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
@@ -125,9 +125,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     if not start:
         s.show_samples("before tuning", state["params"], say)
 
-    BATCH_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
-    batch_sharding = NamedSharding(mesh, P(None, BATCH, None))
-    count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=NamedSharding(mesh, P()))
+    count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=replicated(mesh))
     writer = MetricsWriter(output_dir, total, start, s.model_cfg.flops_per_token(cfg.data.max_seq_length),
                            jax.device_count(), jax.devices()[0].device_kind, enabled=main, progress=progress,
                            print_every=t.print_every)
@@ -136,7 +134,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     try:
         while step < total:
             local = _stack({k: v for k, v in next(data_it).items() if k in BATCH_KEYS}, t.grad_accum)
-            batch = D.global_batch(local, batch_sharding)
+            batch = D.global_batch(local, batch_sharding(mesh))
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
                 t0 = time.perf_counter()
                 with jax.set_mesh(mesh):

@@ -1,8 +1,9 @@
 """The train state: a plain dict pytree ``{"step", "params", "opt_state", "rng"}``.
 
-A dict (not a flax TrainState class) so that Orbax saves it as an ordinary nested tree, `partition.tree_specs`
-finds the optimizer moments by their parameter paths, and `params_io.load_params` can take the params out of a
-training checkpoint without knowing this module.
+A dict (not a flax TrainState class) so that Orbax saves it as an ordinary nested tree and `params_io.load_params`
+can take the params out of a training checkpoint without knowing this module. Shardings come from the parameters'
+logical axis names (partition.py): the optimizer is initialised on the boxed parameters, so its moments carry
+their parameter's names.
 
 * ``step``: int32 scalar, the number of optimizer updates applied (the next update uses ``lr_schedule(step)``).
 * ``params``: the model parameter tree (fp32 master weights by default).
@@ -18,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from camel_jax.model.llama import init_params
+from camel_jax.model.llama import boxed_params, init_params
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.partition import tree_shardings
+from camel_jax.model.partition import Rules, logical_specs, tree_shardings
 
 TrainState = dict  # {"step": int32[], "params": ..., "opt_state": ..., "rng": uint32[2]}
 STATE_KEYS = ("step", "params", "opt_state", "rng")
@@ -68,10 +69,21 @@ def abstract_train_state(cfg: LlamaConfig, optimizer: optax.GradientTransformati
     return jax.eval_shape(lambda: init_train_state(cfg, optimizer, jax.random.PRNGKey(0)))
 
 
-def state_shardings(abstract_state: Any, mesh: jax.sharding.Mesh) -> Any:
-    """NamedShardings for every leaf, from the partition rules (moments follow their parameter's rule; step,
-    rng and schedule counters are replicated)."""
-    return tree_shardings(abstract_state, mesh)
+def state_logical_specs(cfg: LlamaConfig, optimizer: optax.GradientTransformation) -> Any:
+    """Logical PartitionSpecs of the train state: parameters as the layers name them, moments as their parameter,
+    step, rng and schedule counters replicated."""
+    def boxed():
+        params = boxed_params(cfg, jax.random.PRNGKey(0))
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params),
+                "rng": jnp.zeros((2,), jnp.uint32)}
+    return logical_specs(jax.eval_shape(boxed))
+
+
+def state_shardings(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                    table: Rules | None = None) -> Any:
+    """NamedShardings for every leaf of the train state on `mesh`, under a workload's rule table (training's by
+    default)."""
+    return tree_shardings(state_logical_specs(cfg, optimizer), mesh, table)
 
 
 def with_shardings(abstract_state: Any, shardings: Any) -> Any:
@@ -82,5 +94,4 @@ def with_shardings(abstract_state: Any, shardings: Any) -> Any:
 def sharded_abstract_state(cfg: LlamaConfig, optimizer: optax.GradientTransformation,
                            mesh: jax.sharding.Mesh) -> TrainState:
     """`abstract_train_state` with each leaf's sharding on `mesh` attached."""
-    abstract = abstract_train_state(cfg, optimizer)
-    return with_shardings(abstract, state_shardings(abstract, mesh))
+    return with_shardings(abstract_train_state(cfg, optimizer), state_shardings(cfg, optimizer, mesh))

@@ -5,8 +5,8 @@
 
 * ``batch``: the data pipeline's dict (``inputs``, ``targets`` int32, ``loss_mask`` float32, and optionally
   ``segment_ids``, ``positions`` int32), each shaped ``[grad_accum, micro_rows, T]``: one optimizer step's global
-  batch split into ``grad_accum`` micro-batches (``micro_rows`` a multiple of dp×fsdp; rows are sharded over
-  ``BATCH`` on axis 1). Keys beyond these are ignored.
+  batch split into ``grad_accum`` micro-batches (``micro_rows`` a multiple of dp×fsdp; rows are sharded as the
+  logical "batch" on axis 1, `partition.batch_sharding`). Keys beyond these are ignored.
 * Accumulation: `lax.scan` over micro-batches, each adding ``grad(sum(nll * weights))`` in fp32 into an accumulator
   kept in the parameters' sharding; one multiplication by the reduction's scale at the end (see `loss.py`), so
   ``token`` is exactly the global token mean whatever the split.
@@ -25,30 +25,30 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from camel_jax.model.llama import Llama, head_kernel
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.partition import BATCH
+from camel_jax.data.packing import BATCH_KEYS
+from camel_jax.model import partition
 from camel_jax.train.head_loss import head_nll_sum
 from camel_jax.train.loss import check_reduction, loss_weights, token_nll
 from camel_jax.train.optimizer import current_lr
 from camel_jax.train.state import abstract_train_state, state_shardings, with_shardings
 
 DEFAULT_LOSS_CHUNK = 512
-REQUIRED_KEYS = ("inputs", "targets", "loss_mask")
-OPTIONAL_KEYS = ("segment_ids", "positions")
+OPTIONAL_KEYS = ("segment_ids", "positions")  # absent: one unpadded example per row (tests, benchmarks)
+REQUIRED_KEYS = tuple(k for k in BATCH_KEYS if k not in OPTIONAL_KEYS)
 _DTYPES = {"inputs": jnp.int32, "targets": jnp.int32, "loss_mask": jnp.float32, "segment_ids": jnp.int32,
            "positions": jnp.int32}
 
 
-def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
-    """[grad_accum, micro_rows, T] with rows split over (dp, fsdp)."""
-    return NamedSharding(mesh, P(None, BATCH, None))
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """[grad_accum, micro_rows, T] with rows split as "batch" under the training rules (over dp×fsdp)."""
+    return partition.batch_sharding(mesh, 3, partition.TRAIN_RULES)
 
 
 def _data_shards(mesh: jax.sharding.Mesh) -> int:
-    return int(mesh.shape.get("dp", 1) * mesh.shape.get("fsdp", 1))
+    return partition.data_shards(mesh, partition.TRAIN_RULES)
 
 
 def _check_shape(shape: tuple, grad_accum: int, mesh: jax.sharding.Mesh, what: str) -> None:
@@ -128,12 +128,17 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
     check_reduction(loss_reduction, None, micro_mean_rows)
     _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
-    shardings = state_shardings(abstract, mesh)
+    shardings = state_shardings(cfg, optimizer, mesh, partition.TRAIN_RULES)
     fn = functools.partial(_step, model=Llama(for_mesh(cfg, mesh)), optimizer=optimizer, reduction=loss_reduction,
                            micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
                            loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
-    jitted = jax.jit(fn, in_shardings=(shardings, batch_sharding(mesh)),
-                     out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
+
+    def traced(state, batch):  # the model's activations laid out by the training table
+        with partition.rules(partition.TRAIN_RULES):
+            return fn(state, batch)
+
+    jitted = jax.jit(traced, in_shardings=(shardings, batch_sharding(mesh)),
+                     out_shardings=(shardings, partition.replicated(mesh)), donate_argnums=0)
     return jitted, abstract, shardings
 
 
