@@ -15,12 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
 from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
-from camel_jax.model.partition import BATCH
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 from camel_jax.train.metrics import MetricsWriter
@@ -34,15 +32,6 @@ class TrainingDiverged(RuntimeError):
 def _poison(params: Any) -> Any:
     """Test hook (train.nan_at_step): turn the weights to NaN so the train step itself yields a NaN loss."""
     return jax.tree.map(lambda x: x * jnp.nan, params)
-
-
-def _stack(local: dict[str, np.ndarray], grad_accum: int) -> dict[str, np.ndarray]:
-    """[rows, T] -> [grad_accum, rows / grad_accum, T], micro-batch k = rows k*m … (k+1)*m - 1."""
-    out = {}
-    for k, v in local.items():
-        v = np.asarray(v)
-        out[k] = v.reshape(grad_accum, v.shape[0] // grad_accum, *v.shape[1:])
-    return out
 
 
 def _meta(cfg: ConfigDict, step: int, data_state: Any, tokens: int, loss: float) -> dict:
@@ -97,7 +86,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     from camel_jax.train.checkpointing import Checkpointer
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
-    from camel_jax.train.step import OPTIONAL_KEYS, REQUIRED_KEYS, make_train_step
+    from camel_jax.train.step import OPTIONAL_KEYS, REQUIRED_KEYS, batch_sharding, make_train_step
 
     optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
     with jax.set_mesh(mesh):
@@ -107,10 +96,14 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                                      t.micro_mean_rows or None, t.loss_chunk)
     ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
     start = ckpt.latest_step() or 0
+    # Global rows [batch_size, T] as [grad_accum, micro rows, T]; this process loads the rows its devices hold.
+    in_sharding = batch_sharding(mesh)
+    batch_shape = (t.grad_accum, t.batch_size // t.grad_accum, cfg.data.max_seq_length)
+    my_rows = D.batch_rows(in_sharding, batch_shape)
     tokens_seen, last_loss = 0, float("nan")
     if start:
         state, meta = ckpt.restore(start, with_shardings(abstract, shardings))
-        data_it = s.data.iterator(meta["data_state"])
+        data_it = s.data.iterator(meta["data_state"], rows=my_rows)
         tokens_seen, last_loss = int(meta.get("tokens_seen", 0)), float(meta.get("loss", float("nan")))
         say(f"resuming from {ckpt.directory}/{start} (step {start}/{total})")
         changed = _changed(meta.get("config", {}), C.to_dict(cfg))
@@ -121,12 +114,11 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         with jax.set_mesh(mesh):
             state = init_train_state(s.model_cfg, optimizer, jax.random.PRNGKey(t.seed),
                                      params=s.load_params(shardings["params"]), shardings=shardings)
-        data_it = s.data.iterator()
+        data_it = s.data.iterator(rows=my_rows)
     if not start:
         s.show_samples("before tuning", state["params"], say)
 
     BATCH_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
-    batch_sharding = NamedSharding(mesh, P(None, BATCH, None))
     count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=NamedSharding(mesh, P()))
     writer = MetricsWriter(output_dir, total, start, s.model_cfg.flops_per_token(cfg.data.max_seq_length),
                            jax.device_count(), jax.devices()[0].device_kind, enabled=main, progress=progress,
@@ -135,8 +127,8 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     compiled = None
     try:
         while step < total:
-            local = _stack({k: v for k, v in next(data_it).items() if k in BATCH_KEYS}, t.grad_accum)
-            batch = D.global_batch(local, batch_sharding)
+            local = {k: v for k, v in next(data_it).items() if k in BATCH_KEYS}
+            batch = D.global_batch(local, my_rows, in_sharding, batch_shape)
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
                 t0 = time.perf_counter()
                 with jax.set_mesh(mesh):
