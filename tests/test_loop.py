@@ -1,5 +1,6 @@
 """The training run end to end: kill-and-resume is bitwise, half-written checkpoints are ignored, a NaN stops the run
-with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 devices, and the default command."""
+with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 devices, batch shards spanning processes
+(mp4, dp2,mp2 over 2 × 2 devices) = 1 process × 4 devices, and the default command."""
 import json
 import os
 import signal

@@ -2,12 +2,9 @@
 
     data = TrainData(source, tokenizer, max_seq_length=2048, batch_size=128, packing=False, seed=42)
     data.steps_per_epoch, data.num_examples, data.drops        # known before the first batch
-    it = data.iterator(state=None, rows=rows)                   # or a state saved from it.get_state()
+    it = data.iterator(state=None, rows=rows)   # state: one saved from it.get_state(); rows: see Sharding below
     batch = next(it)    # {"inputs","targets","loss_mask","segment_ids","positions"}: [len(rows), T]
     it.get_state()      # JSON-able position of the NEXT batch; data.iterator(that) yields bitwise the same batches
-
-`rows`: positions 0..batch_size-1 (any subset, any order; None = all) of the global batch this process builds; the
-training loop takes them from the batch sharding (train/distributed.py `batch_rows`).
 
 `source`: a list of unified records ({"messages": [...]}, optionally "dataset"), a mixture/task/dataset name from
 mixtures.py (files under data_dir or $CAMEL_JAX_DATA_DIR), `tulu_mix_sample`, or .jsonl path(s).
@@ -17,8 +14,9 @@ Why it is built this way:
   the examples with numpy's PCG64 seeded by (seed, e) — a different order every epoch, the same for a seed — so the
   saved position is just {epoch, step} and a restored iterator recomputes exactly what an uninterrupted one yields.
 * Sharding: every process computes the same (cheap, length-only) plan of the global batch and materialises only the
-  rows its devices hold (`rows`: whatever the mesh and device order make them, from one row to all of them). The
-  position is therefore independent of the process layout (a run can resume on another topology).
+  rows its devices hold: `rows`, positions 0..batch_size-1 in any order (None = all), which the training loop reads
+  off the batch sharding (train/distributed.py `batch_rows`): one row, a strided set or all rows, as the mesh and
+  device order make them. The position is independent of the process layout (a run can resume on another topology).
 * T = max_seq_length: an example truncated at max_seq_length ids takes max_seq_length-1 slots after the shift
   (packing.py), so one-example-per-row (the paper's padding, `packing=False`) and packed rows share the shape.
 * Packing (`packing=True` = best-fit decreasing over the epoch's shuffled order, then the rows shuffled): the row count
@@ -284,7 +282,7 @@ class TrainData:
         rows[rows >= self.num_rows] = -1
         return rows
 
-    def batch_at(self, epoch: int, step: int, rows=None) -> dict[str, np.ndarray]:
+    def batch_at(self, epoch: int, step: int, rows: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """Rows `rows` (positions in the global batch; None = all) of global batch (epoch, step), in that order."""
         if not 0 <= step < self.steps_per_epoch:
             raise IndexError(f"step {step} outside the epoch's {self.steps_per_epoch} steps")
@@ -292,13 +290,14 @@ class TrainData:
         at = at if rows is None else at[self._positions(rows)]
         return build_rows(self.examples, self.epoch_plan(epoch), at, self.seq_len)
 
-    def _positions(self, rows) -> np.ndarray:
+    def _positions(self, rows: Sequence[int]) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.batch_size):
             raise IndexError(f"rows {rows.min()}..{rows.max()} outside a global batch of {self.batch_size}")
         return rows
 
-    def iterator(self, state: dict | None = None, num_epochs: int | None = None, rows=None) -> "DataIterator":
+    def iterator(self, state: dict | None = None, num_epochs: int | None = None,
+                 rows: Sequence[int] | None = None) -> "DataIterator":
         """Batches from `state` (None: the start) on; `rows` as in batch_at, the same for every batch."""
         epoch, step = 0, 0
         if state:
@@ -355,7 +354,8 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
 class DataIterator:
     """Yields this process's rows of the batches in order across epochs; a thread builds up to `prefetch` ahead."""
 
-    def __init__(self, data: TrainData, epoch: int, step: int, num_epochs: int | None, prefetch: int, rows=None):
+    def __init__(self, data: TrainData, epoch: int, step: int, num_epochs: int | None, prefetch: int,
+                 rows: Sequence[int] | None = None):
         self._data, self._num_epochs = data, num_epochs
         self._rows = None if rows is None else data._positions(rows).copy()
         self._epoch, self._step = self._norm(epoch, step)
