@@ -1,10 +1,14 @@
-"""jax.distributed start-up: flag checks, row split, and a real 2-process CPU cluster (gloo) on 127.0.0.1."""
+"""jax.distributed start-up: flag checks, which global-batch rows a process loads (read off the batch sharding, for
+any mesh and device order), and a real 2-process CPU cluster (gloo) on 127.0.0.1 assembling the same global batch."""
 import os
 import subprocess
 import sys
 import textwrap
 
+import jax
+import numpy as np
 import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from camel_jax.train import distributed as D
 from cluster_util import communicate_all, free_port, report
@@ -24,7 +28,7 @@ def test_single_process_is_a_no_op(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert D.initialize() == "single process"
     assert D.initialize("127.0.0.1:1", num_processes=1, process_id=0) == "single process"
-    assert D.local_rows(16) == (0, 16) and D.is_main()
+    assert D.is_main()
 
 
 def test_auto_detection_reads_the_environment(monkeypatch):
@@ -35,26 +39,95 @@ def test_auto_detection_reads_the_environment(monkeypatch):
     assert D._auto_cluster() == "SLURM"
 
 
+class _OneProcess:
+    """A sharding seen from a pretend process that owns only `devices` (what addressable_devices_indices_map is)."""
+
+    def __init__(self, sharding, devices):
+        self.sharding, self.devices = sharding, set(devices)
+
+    def addressable_devices_indices_map(self, shape):
+        return {d: i for d, i in self.sharding.devices_indices_map(shape).items() if d in self.devices}
+
+
+def _sharding(sizes, order):
+    devs = np.asarray(jax.devices()[:8])[order].reshape(sizes)
+    return NamedSharding(Mesh(devs, ("dp", "fsdp", "mp")), P(None, ("dp", "fsdp"), None))
+
+
+def test_index_rows_follow_the_grad_accum_reshape():
+    # [grad_accum 2, m 8, T]: a device holding micro rows 2..3 needs global rows 2, 3 and 10, 11
+    assert D.index_rows((slice(None), slice(2, 4), slice(None)), (2, 8, 5)).tolist() == [2, 3, 10, 11]
+    assert D.index_rows((slice(1, 2), slice(None), slice(None)), (2, 3, 5)).tolist() == [3, 4, 5]
+
+
+IDENTITY, INTERLEAVED = list(range(8)), [0, 4, 1, 5, 2, 6, 3, 7]  # 2 pretend processes: devices 0-3 and 4-7
+
+
+@pytest.mark.parametrize("sizes,order,rows0", [
+    ((8, 1, 1), IDENTITY, [0, 1, 2, 3, 8, 9, 10, 11]),  # whole shards per process, as before
+    ((1, 1, 8), IDENTITY, list(range(16))),  # mp spans both processes: each loads every row
+    ((2, 1, 4), IDENTITY, [0, 1, 2, 3, 8, 9, 10, 11]),
+    ((2, 2, 2), INTERLEAVED, list(range(16))),  # each dp×fsdp shard spans both processes
+    ((4, 1, 2), INTERLEAVED, list(range(16))),
+    ((8, 1, 1), INTERLEAVED, [0, 2, 4, 6, 8, 10, 12, 14]),  # non-contiguous shards
+])
+def test_rows_come_from_the_sharding_and_rebuild_every_device_slice(sizes, order, rows0):
+    shape = (2, 8, 3)  # grad_accum 2 × 8 rows × 3 tokens
+    full = np.arange(16 * 3, dtype=np.int32).reshape(16, 3)  # global batch rows
+    sharding = _sharding(sizes, order)
+    procs = [_OneProcess(sharding, jax.devices()[:4]), _OneProcess(sharding, jax.devices()[4:8])]
+    got = [D.batch_rows(p, shape) for p in procs]
+    assert got[0].tolist() == rows0
+    assert set(np.concatenate(got).tolist()) == set(range(16))
+    for p, rows in zip(procs, got):
+        local = full[rows]  # what the data iterator gives this process
+        for dev, index in p.addressable_devices_indices_map(shape).items():
+            np.testing.assert_array_equal(D.device_slice(local, rows, index, shape), full.reshape(shape)[index])
+    with pytest.raises(D.DistributedError, match="did not load"):
+        index = next(iter(sharding.devices_indices_map(shape).values()))
+        D.device_slice(full[8:9], np.array([8]), index, shape)
+
+
+def test_global_batch_places_rows_given_in_any_order():
+    shape = (2, 4, 3)
+    full = np.arange(8 * 3, dtype=np.int32).reshape(8, 3)
+    sharding = _sharding((2, 2, 2), INTERLEAVED)
+    rows = np.array([5, 0, 7, 2, 1, 6, 3, 4])
+    batch = D.global_batch({"x": full[rows]}, rows, sharding, shape)
+    assert batch["x"].sharding == sharding
+    np.testing.assert_array_equal(np.asarray(batch["x"]), full.reshape(shape))
+    with pytest.raises(D.DistributedError, match="expected 8 rows"):
+        D.global_batch({"x": full[:4]}, rows, sharding, shape)
+
+
 WORKER = textwrap.dedent("""
-    import os, sys
+    import sys
     import numpy as np
-    import jax, jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    import jax
+    from jax.experimental import multihost_utils
     from camel_jax.train import distributed as D
     how = D.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     from camel_jax.model.mesh import build_mesh
-    mesh = build_mesh("fsdp-1")
-    start, n = D.local_rows(8)
-    rows = np.arange(start, start + n, dtype=np.int32)[None, :, None] * np.ones((2, 1, 3), np.int32)
-    batch = D.global_batch({"x": rows}, NamedSharding(mesh, P(None, ("dp", "fsdp"), None)))
-    total = jax.jit(lambda b: jnp.sum(b["x"]), out_shardings=NamedSharding(mesh, P()))(batch)
+    from camel_jax.train.step import batch_sharding
+    devs = jax.devices()  # process 0 holds devs[:2], process 1 devs[2:]
+    interleaved = [devs[i] for i in (0, 2, 1, 3)]
+    shape = (2, 4, 3)  # grad_accum 2 × 4 rows × 3 tokens
+    full = np.arange(8 * 3, dtype=np.int32).reshape(8, 3)  # the global batch's rows
+    print("INFO", how, jax.process_count(), jax.device_count(), D.is_main(), flush=True)
+    for spec, order in [("fsdp-1", devs), ("mp4", devs), ("dp2,mp2", devs), ("dp2,mp2", interleaved),
+                        ("dp4", interleaved)]:
+        sharding = batch_sharding(build_mesh(spec, devices=order))
+        rows = D.batch_rows(sharding, shape)
+        batch = D.global_batch({"x": full[rows]}, rows, sharding, shape)
+        same = np.array_equal(multihost_utils.process_allgather(batch["x"], tiled=True), full.reshape(shape))
+        print("RESULT", spec, order is interleaved, ",".join(map(str, rows)), same, flush=True)
     D.barrier("done")
-    print("RESULT", how, jax.process_count(), jax.device_count(), batch["x"].shape, int(total), D.is_main(), flush=True)
 """)
 
 
 @pytest.mark.multiprocess
-def test_two_local_processes_form_one_cluster(tmp_path):
+def test_two_processes_assemble_the_same_global_batch_on_every_mesh(tmp_path):
+    """2 processes × 2 devices: whole shards per process, mp across both, dp shards spanning both, strided shards."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = free_port()
@@ -63,9 +136,14 @@ def test_two_local_processes_form_one_cluster(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script), f"127.0.0.1:{port}", str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = communicate_all(procs, timeout=240)
-    results = [line.split()[1:] for out, _ in outs for line in out.splitlines() if line.startswith("RESULT")]
-    assert len(results) == 2, report(outs)
-    # rows 0..7, each repeated over 2 accumulation slices × 3 tokens: 6 × 28
-    for r in results:
-        assert r[:6] == ["explicit", "2", "4", "(2,", "8,", "3)"] and r[6] == str(6 * 28), r
-    assert sorted(r[7] for r in results) == ["False", "True"]
+    assert all(p.returncode == 0 for p in procs), report(outs)
+    info = [line.split()[1:] for out, _ in outs for line in out.splitlines() if line.startswith("INFO")]
+    assert sorted(info) == [["explicit", "2", "4", "False"], ["explicit", "2", "4", "True"]], report(outs)
+    results = [[line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")] for out, _ in outs]
+    every, half0, half1 = "0,1,2,3,4,5,6,7", "0,1,4,5", "2,3,6,7"  # global rows k*4 + j of micro-batch k
+    assert results[0] == [["fsdp-1", "False", half0, "True"], ["mp4", "False", every, "True"],
+                          ["dp2,mp2", "False", half0, "True"], ["dp2,mp2", "True", every, "True"],
+                          ["dp4", "True", "0,2,4,6", "True"]], report(outs)
+    assert results[1] == [["fsdp-1", "False", half1, "True"], ["mp4", "False", every, "True"],
+                          ["dp2,mp2", "False", half1, "True"], ["dp2,mp2", "True", every, "True"],
+                          ["dp4", "True", "1,3,5,7", "True"]], report(outs)

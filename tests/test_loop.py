@@ -1,5 +1,6 @@
 """The training run end to end: kill-and-resume is bitwise, half-written checkpoints are ignored, a NaN stops the run
-with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 devices, and the default command."""
+with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 devices, batch shards spanning processes
+(mp4, dp2,mp2 over 2 × 2 devices) = 1 process × 4 devices, and the default command."""
 import json
 import os
 import signal
@@ -143,6 +144,47 @@ def test_two_processes_match_one_process(tmp_path):
     assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4]
     np.testing.assert_allclose([x for _, x in b], [x for _, x in a], rtol=2e-5)
     assert "done:" in outs[0][0] and "done:" not in outs[1][0]  # one process writes logs
+
+
+# `python -m camel_jax.train` with the mesh's devices interleaved over the processes (device i of process p at mesh
+# position i*P + p), so that on dp2,mp2 each dp shard's two devices sit in different processes.
+INTERLEAVED_TRAIN = """
+import runpy, sys
+import jax
+import camel_jax.model.mesh as M
+make = M.make_mesh
+def interleaved(sizes, devices=None):
+    d, p = list(devices if devices is not None else jax.devices()), jax.process_count()
+    return make(sizes, [d[q * (len(d) // p) + i] for i in range(len(d) // p) for q in range(p)])
+M.make_mesh = interleaved
+sys.argv[0] = "camel_jax.train"
+runpy.run_module("camel_jax.train", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.multiprocess
+def test_batch_shards_spanning_processes_match_one_process(tmp_path):
+    """2 processes × 2 devices where every batch shard spans both processes (mp4: all 4 devices hold the same rows;
+    dp2,mp2 interleaved: each dp shard has a device in each process) train on the same global batches as 1 × 4."""
+    script = tmp_path / "train.py"
+    script.write_text(INTERLEAVED_TRAIN)
+
+    def cmd(out, mesh, *extra):
+        return [sys.executable, str(script), *_cmd(out, "--config.train.max_steps=3", "--config.train.grad_accum=2",
+                                                   f"--mesh={mesh}", *extra)[3:]]
+
+    _run(cmd(tmp_path / "one", "mp4"), env=_env(4))
+    want = _losses(tmp_path / "one")
+    for mesh in ("mp4", "dp2,mp2"):
+        port, out = free_port(), tmp_path / mesh
+        procs = [subprocess.Popen(cmd(out, mesh, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                                      f"--process_id={i}"), env=_env(2), cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
+        outs = communicate_all(procs, timeout=600)
+        assert all(p.returncode == 0 for p in procs), report(outs)
+        got = _losses(out)
+        assert [s for s, _ in got] == [s for s, _ in want] == [1, 2, 3]
+        np.testing.assert_allclose([x for _, x in got], [x for _, x in want], rtol=1e-6, err_msg=mesh)
 
 
 @pytest.mark.slow

@@ -95,28 +95,37 @@ def test_shuffle_is_seeded_and_differs_per_epoch(tok, records):
     assert sorted(_segments(e0)) == sorted(_segments(e1))  # same examples, other order/grouping
 
 
-def test_process_shards_assemble_the_global_batch(tok, records):
+def test_row_subsets_assemble_the_global_batch(tok, records):
+    """Any split of the global batch's rows over processes (contiguous, strided, unsorted, all rows twice) yields
+    exactly those rows, and the saved position resumes on another split at the same global batch."""
     full = TrainData(records, tok, max_seq_length=T, batch_size=8, packing=True, seed=3, prefetch=0)
-    parts = [TrainData(records, tok, max_seq_length=T, batch_size=8, packing=True, seed=3, process_index=p,
-                       process_count=4, prefetch=0) for p in range(4)]
-    assert {p.steps_per_epoch for p in parts} == {full.steps_per_epoch}
+    splits = [[[0, 1], [2, 3], [4, 5], [6, 7]], [[0, 4], [1, 5], [2, 6], [3, 7]], [[7, 2, 5], [0, 6, 1, 3, 4]],
+              [list(range(8))] * 2]
     for step in (0, full.steps_per_epoch - 1):
         want = full.batch_at(1, step)
-        got = [p.batch_at(1, step) for p in parts]
-        assert all(g["inputs"].shape == (2, T) for g in got)
-        for k in want:
-            np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
-    # a position saved by a 1-process run resumes a 4-process run (another topology) at the same global batch
+        for split in splits:
+            for rows in split:
+                got = full.batch_at(1, step, rows)
+                assert all(g.shape == (len(rows), T) for g in got.values())
+                for k in want:
+                    np.testing.assert_array_equal(got[k], want[k][rows])
+    with pytest.raises(IndexError, match="outside a global batch of 8"):
+        full.batch_at(0, 0, [8])
+    # a position saved by a run on one layout resumes another layout at the same global batch, for several batches
     with full.iterator() as it:
-        next(it)
+        for _ in range(full.steps_per_epoch - 1):  # the next two batches cross into epoch 1
+            next(it)
         state = it.get_state()
-        want = next(it)
-    got = []
-    for p in parts:
-        with p.iterator(state) as it:
-            got.append(next(it))
-    for k in want:
-        np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
+        want = [next(it), next(it)]
+    assert json.loads(json.dumps(state)) == state and state["step"] == full.steps_per_epoch - 1
+    full.prefetch = 2  # the resumed iterators build their rows in the background thread
+    for rows in splits[1] + splits[2]:
+        with full.iterator(state, rows=rows) as it:
+            got = [next(it), next(it)]
+            assert it.get_state() == {**state, "epoch": 1, "step": 1}
+        for g, w in zip(got, want):
+            for k in w:
+                np.testing.assert_array_equal(g[k], w[k][rows])
 
 
 @pytest.mark.parametrize("prefetch", [0, 3])

@@ -1,10 +1,9 @@
 """The training input pipeline: conversations -> tokenized once -> per-epoch shuffled (packed) rows -> batches.
 
-    data = TrainData(source, tokenizer, max_seq_length=2048, batch_size=128, packing=False, seed=42,
-                     process_index=jax.process_index(), process_count=jax.process_count())
+    data = TrainData(source, tokenizer, max_seq_length=2048, batch_size=128, packing=False, seed=42)
     data.steps_per_epoch, data.num_examples, data.drops        # known before the first batch
-    it = data.iterator(state=None)                              # or a state saved from it.get_state()
-    batch = next(it)    # {"inputs","targets","loss_mask","segment_ids","positions"}: [batch_size/process_count, T]
+    it = data.iterator(state=None, rows=rows)   # state: one saved from it.get_state(); rows: see Sharding below
+    batch = next(it)    # {"inputs","targets","loss_mask","segment_ids","positions"}: [len(rows), T]
     it.get_state()      # JSON-able position of the NEXT batch; data.iterator(that) yields bitwise the same batches
 
 `source`: a list of unified records ({"messages": [...]}, optionally "dataset"), a mixture/task/dataset name from
@@ -14,9 +13,10 @@ Why it is built this way:
 * Determinism without state: batch (epoch, step) is a pure function of (data, seed, epoch, step). Epoch e shuffles
   the examples with numpy's PCG64 seeded by (seed, e) — a different order every epoch, the same for a seed — so the
   saved position is just {epoch, step} and a restored iterator recomputes exactly what an uninterrupted one yields.
-* Sharding: every process computes the same (cheap, length-only) plan of the global batch and materialises only its
-  own contiguous slice of rows: process p gets rows [p*B/P, (p+1)*B/P) of every global batch. The position is
-  therefore independent of the process count (a run can resume on another topology).
+* Sharding: every process computes the same (cheap, length-only) plan of the global batch and materialises only the
+  rows its devices hold: `rows`, positions 0..batch_size-1 in any order (None = all), which the training loop reads
+  off the batch sharding (train/distributed.py `batch_rows`): one row, a strided set or all rows, as the mesh and
+  device order make them. The position is independent of the process layout (a run can resume on another topology).
 * T = max_seq_length: an example truncated at max_seq_length ids takes max_seq_length-1 slots after the shift
   (packing.py), so one-example-per-row (the paper's padding, `packing=False`) and packed rows share the shape.
 * Packing (`packing=True` = best-fit decreasing over the epoch's shuffled order, then the rows shuffled): the row count
@@ -201,10 +201,9 @@ class TrainData:
     """Deterministic, resumable, per-process training batches; see the module docstring."""
 
     def __init__(self, source: Any, tokenizer, max_seq_length: int, batch_size: int, packing: bool | str = False,
-                 seed: int = 0, process_index: int = 0, process_count: int = 1, *, data_dir: str | None = None,
-                 by_rate: bool = False, rates: dict | str | None = None, newline_after_eos: bool = False,
-                 cache_dir: str | None = None, drop_remainder: bool = False, prefetch: int = 2,
-                 num_workers: int = 0):
+                 seed: int = 0, *, data_dir: str | None = None, by_rate: bool = False,
+                 rates: dict | str | None = None, newline_after_eos: bool = False, cache_dir: str | None = None,
+                 drop_remainder: bool = False, prefetch: int = 2, num_workers: int = 0):
         if isinstance(tokenizer, str):
             from camel_jax.model.tokenizer import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
@@ -212,15 +211,9 @@ class TrainData:
         if mode not in ("none", "bfd"):
             raise ValueError(f"packing={packing!r}: expected True/False, 'bfd' or 'none' (greedy packing changes the "
                              f"row count per epoch, so steps_per_epoch would not be fixed)")
-        if max_seq_length < 2:
-            raise ValueError(f"max_seq_length={max_seq_length}: must be >= 2")
-        if batch_size < 1 or batch_size % process_count:
-            raise ValueError(f"batch_size={batch_size} rows does not split over process_count={process_count}")
-        if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+        if max_seq_length < 2 or batch_size < 1:
+            raise ValueError(f"max_seq_length={max_seq_length}, batch_size={batch_size}: must be >= 2 and >= 1")
         self.seq_len, self.batch_size, self.packing, self.seed = int(max_seq_length), int(batch_size), mode, int(seed)
-        self.process_index, self.process_count = process_index, process_count
-        self.rows_per_process = batch_size // process_count
         self.drop_remainder, self.prefetch = drop_remainder, prefetch
         records = _records_of(source, data_dir)
         self.num_records = len(records)
@@ -289,15 +282,23 @@ class TrainData:
         rows[rows >= self.num_rows] = -1
         return rows
 
-    def batch_at(self, epoch: int, step: int) -> dict[str, np.ndarray]:
-        """This process's rows of global batch (epoch, step)."""
+    def batch_at(self, epoch: int, step: int, rows: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """Rows `rows` (positions in the global batch; None = all) of global batch (epoch, step), in that order."""
         if not 0 <= step < self.steps_per_epoch:
             raise IndexError(f"step {step} outside the epoch's {self.steps_per_epoch} steps")
-        per, p = self.rows_per_process, self.process_index
-        rows = self.global_rows(epoch, step)[p * per:(p + 1) * per]
-        return build_rows(self.examples, self.epoch_plan(epoch), rows, self.seq_len)
+        at = self.global_rows(epoch, step)
+        at = at if rows is None else at[self._positions(rows)]
+        return build_rows(self.examples, self.epoch_plan(epoch), at, self.seq_len)
 
-    def iterator(self, state: dict | None = None, num_epochs: int | None = None) -> "DataIterator":
+    def _positions(self, rows: Sequence[int]) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.batch_size):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside a global batch of {self.batch_size}")
+        return rows
+
+    def iterator(self, state: dict | None = None, num_epochs: int | None = None,
+                 rows: Sequence[int] | None = None) -> "DataIterator":
+        """Batches from `state` (None: the start) on; `rows` as in batch_at, the same for every batch."""
         epoch, step = 0, 0
         if state:
             if state.get("fingerprint") != self.fingerprint:
@@ -305,13 +306,13 @@ class TrainData:
                                  f"{state.get('fingerprint')!r}, this data {self.fingerprint!r}): same source, "
                                  f"tokenizer, max_seq_length, batch_size, packing and seed are needed to resume")
             epoch, step = int(state["epoch"]), int(state["step"])
-        return DataIterator(self, epoch, step, num_epochs, self.prefetch)
+        return DataIterator(self, epoch, step, num_epochs, self.prefetch, rows)
 
     def describe(self) -> str:
         return (f"{self.num_records} records -> {len(self.examples)} examples (dropped: {self.drops.summary()}), "
                 f"{self.num_examples}/epoch in {self.num_rows} rows of {self.seq_len} "
                 f"(packing {self.packing}, {100 * self.efficiency:.1f}% non-pad), {self.steps_per_epoch} steps/epoch "
-                f"of {self.batch_size} rows ({self.rows_per_process} on this process)")
+                f"of {self.batch_size} rows")
 
 
 def add_stats_command(subparsers) -> None:
@@ -351,10 +352,12 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
 
 
 class DataIterator:
-    """Yields this process's batches in order across epochs; a background thread builds up to `prefetch` ahead."""
+    """Yields this process's rows of the batches in order across epochs; a thread builds up to `prefetch` ahead."""
 
-    def __init__(self, data: TrainData, epoch: int, step: int, num_epochs: int | None, prefetch: int):
+    def __init__(self, data: TrainData, epoch: int, step: int, num_epochs: int | None, prefetch: int,
+                 rows: Sequence[int] | None = None):
         self._data, self._num_epochs = data, num_epochs
+        self._rows = None if rows is None else data._positions(rows).copy()
         self._epoch, self._step = self._norm(epoch, step)
         self._q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
@@ -374,7 +377,7 @@ class DataIterator:
     def _produce(self, epoch: int, step: int) -> None:
         try:
             while not self._stop.is_set() and not self._done(epoch):
-                self._put(self._data.batch_at(epoch, step))
+                self._put(self._data.batch_at(epoch, step, self._rows))
                 epoch, step = self._norm(epoch, step + 1)
             self._put(StopIteration())
         except BaseException as e:  # surfaced in the consumer, with its traceback
@@ -395,7 +398,7 @@ class DataIterator:
         if self._done(self._epoch):
             raise StopIteration
         if self._thread is None:
-            item = self._data.batch_at(self._epoch, self._step)
+            item = self._data.batch_at(self._epoch, self._step, self._rows)
         else:
             item = self._q.get()
             if isinstance(item, BaseException):

@@ -1,4 +1,4 @@
-"""Multi-process start-up: `jax.distributed.initialize` and the per-process view of the global batch.
+"""Multi-process start-up (`jax.distributed.initialize`) and the per-process part of the global batch.
 
 On TPU pods (and SLURM/Open MPI clusters) JAX finds the coordinator itself, so the run only has to ask; GPU clusters
 without a scheduler JAX knows pass `--coordinator_address host:port --num_processes N --process_id i` on every host.
@@ -66,20 +66,55 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def local_rows(global_rows: int) -> tuple[int, int]:
-    """(start, count) of this process's rows of a global batch split evenly over the processes, in process order."""
-    n, i = jax.process_count(), jax.process_index()
-    if global_rows % n:
-        raise DistributedError(f"{global_rows} rows do not split over {n} processes")
-    per = global_rows // n
-    return i * per, per
+def _micro_and_rows(index: tuple, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(shape[0])[index[0]], np.arange(shape[1])[index[1]]
 
 
-def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
-    """Assemble the global batch from every process's local rows (axis 1 of [grad_accum, rows, T] arrays).
+def index_rows(index: tuple, shape: tuple) -> np.ndarray:
+    """Global-batch rows that one device's index (slices into a [grad_accum, m, T] batch) covers, in its order.
 
-    A process holds only the rows its own devices need, so no host ever materialises the global batch."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+    The loop's batch is the global [B, T] rows reshaped to [grad_accum, m = B/grad_accum, T]: micro-batch k holds rows
+    k*m … (k+1)*m - 1, so a device holding rows [a, b) of every micro-batch needs rows k*m + [a, b) for each k."""
+    ks, js = _micro_and_rows(index, shape)
+    return (ks[:, None] * shape[1] + js[None, :]).reshape(-1)
+
+
+def batch_rows(sharding: jax.sharding.Sharding, shape: tuple) -> np.ndarray:
+    """Sorted global-batch rows this process's devices hold of a [grad_accum, m, T] batch under `sharding`.
+
+    Read off the sharding itself, so it is right for every mesh and device order: whole shards per process, a shard
+    spanning processes (mp wider than a host: every process then holds all rows), or non-contiguous shards."""
+    idx = sharding.addressable_devices_indices_map(tuple(shape)).values()
+    return np.unique(np.concatenate([index_rows(i, shape) for i in idx] or [np.zeros(0, np.int64)]))
+
+
+def device_slice(v: np.ndarray, rows: np.ndarray, index: tuple, shape: tuple) -> np.ndarray:
+    """A device's `index` into the global [grad_accum, m, T] = `shape` batch, cut from this process's rows: `v` is
+    [len(rows), T], its row i being global-batch row `rows[i]`."""
+    where = np.full(shape[0] * shape[1], -1, dtype=np.int64)
+    where[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
+    want = index_rows(index, shape)
+    at = where[want]
+    if (at < 0).any():
+        raise DistributedError(f"a device of process {jax.process_index()} needs global batch rows "
+                               f"{want[at < 0][:8].tolist()}, which this process did not load")
+    ks, js = _micro_and_rows(index, shape)
+    return v[at].reshape(len(ks), len(js), *v.shape[1:])[(slice(None), slice(None), *index[2:])]
+
+
+def global_batch(local: dict[str, np.ndarray], rows: np.ndarray, sharding: jax.sharding.Sharding,
+                 shape: tuple) -> dict[str, jax.Array]:
+    """The global [grad_accum, m, T] = `shape` batch from this process's rows: `local[k]` is [len(rows), T], its row i
+    being global-batch row `rows[i]` (from `batch_rows`). Each device's slice is cut from these rows alone, so no host
+    holds more of the global batch than its own devices do, and any mesh over any process layout gets the same batch.
+    """
+    shape, out = tuple(shape), {}
+    for k, v in local.items():
+        v = np.asarray(v)
+        if v.shape != (len(rows), *shape[2:]):
+            raise DistributedError(f"batch {k!r} is {v.shape}; expected {len(rows)} rows × {shape[2:]}")
+        out[k] = jax.make_array_from_callback(shape, sharding, lambda index, v=v: device_slice(v, rows, index, shape))
+    return out
 
 
 def barrier(name: str) -> None:

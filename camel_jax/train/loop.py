@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from ml_collections import ConfigDict
 
 from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
@@ -33,15 +32,6 @@ class TrainingDiverged(RuntimeError):
 def _poison(params: Any) -> Any:
     """Test hook (train.nan_at_step): turn the weights to NaN so the train step itself yields a NaN loss."""
     return jax.tree.map(lambda x: x * jnp.nan, params)
-
-
-def _stack(local: dict[str, np.ndarray], grad_accum: int) -> dict[str, np.ndarray]:
-    """[rows, T] -> [grad_accum, rows / grad_accum, T], micro-batch k = rows k*m … (k+1)*m - 1."""
-    out = {}
-    for k, v in local.items():
-        v = np.asarray(v)
-        out[k] = v.reshape(grad_accum, v.shape[0] // grad_accum, *v.shape[1:])
-    return out
 
 
 def _meta(cfg: ConfigDict, step: int, data_state: Any, tokens: int, loss: float) -> dict:
@@ -107,10 +97,14 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                                      t.micro_mean_rows or None, t.loss_chunk)
     ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
     start = ckpt.latest_step() or 0
+    # Global rows [batch_size, T] as [grad_accum, micro rows, T]; this process loads the rows its devices hold.
+    in_sharding = batch_sharding(mesh)
+    batch_shape = (t.grad_accum, t.batch_size // t.grad_accum, cfg.data.max_seq_length)
+    my_rows = D.batch_rows(in_sharding, batch_shape)
     tokens_seen, last_loss = 0, float("nan")
     if start:
         state, meta = ckpt.restore(start, with_shardings(abstract, shardings))
-        data_it = s.data.iterator(meta["data_state"])
+        data_it = s.data.iterator(meta["data_state"], rows=my_rows)
         tokens_seen, last_loss = int(meta.get("tokens_seen", 0)), float(meta.get("loss", float("nan")))
         say(f"resuming from {ckpt.directory}/{start} (step {start}/{total})")
         changed = _changed(meta.get("config", {}), C.to_dict(cfg))
@@ -121,7 +115,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         with jax.set_mesh(mesh):
             state = init_train_state(s.model_cfg, optimizer, jax.random.PRNGKey(t.seed),
                                      params=s.load_params(shardings["params"]), shardings=shardings)
-        data_it = s.data.iterator()
+        data_it = s.data.iterator(rows=my_rows)
     if not start:
         s.show_samples("before tuning", state["params"], say)
 
@@ -133,8 +127,8 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     compiled = None
     try:
         while step < total:
-            local = _stack({k: v for k, v in next(data_it).items() if k in BATCH_KEYS}, t.grad_accum)
-            batch = D.global_batch(local, batch_sharding(mesh))
+            local = {k: v for k, v in next(data_it).items() if k in BATCH_KEYS}
+            batch = D.global_batch(local, my_rows, in_sharding, batch_shape)
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
                 t0 = time.perf_counter()
                 with jax.set_mesh(mesh):

@@ -171,8 +171,7 @@ def prepare(cfg: ConfigDict, output_dir: str, say: Callable[[str], None]) -> Set
     records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
     train, held = split_holdout(records, cfg.data.holdout, cfg.train.seed)
     data = TrainData(train, tokenizer, max_seq_length=cfg.data.max_seq_length, batch_size=cfg.train.batch_size,
-                     packing=cfg.data.packing, seed=cfg.train.seed, process_index=jax.process_index(),
-                     process_count=jax.process_count(), by_rate=cfg.data.mixture_rates,
+                     packing=cfg.data.packing, seed=cfg.train.seed, by_rate=cfg.data.mixture_rates,
                      cache_dir=os.path.join(output_dir, "data_cache"))
     say(f"data {cfg.data.mixture}: {data.describe()}" + (f"; {len(held)} held out" if held else ""))
     return Setup(mcfg, tokenizer, data, [r["messages"] for r in held], list(cfg.sample.prompts),
