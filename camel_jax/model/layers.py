@@ -55,10 +55,11 @@ class Linear(nn.Module):
     features: int
     dtype: Any
     param_dtype: Any
+    kernel_init: Any = nn.initializers.normal(0.02)
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.normal(0.02), (x.shape[-1], self.features), self.param_dtype)
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
         return project(x, kernel, self.dtype)
 
 
