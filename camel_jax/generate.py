@@ -69,7 +69,7 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0, bucket: int = PR
 def _generate(params: Any, tokens: jax.Array, mask: jax.Array, rng: jax.Array, eos_id: jax.Array, *,
               cfg: LlamaConfig, max_new_tokens: int, sampling: Sampling) -> tuple[jax.Array, jax.Array]:
     b, p = tokens.shape
-    model = Llama(cfg)
+    model = Llama(cfg, trim_logits=False)  # padded vocabulary columns masked, never chosen (model/vocab.py)
     cache = init_cache(cfg, b, p + max_new_tokens)
     logits, cache = model.apply({"params": params}, tokens, positions=positions_from_mask(mask), segment_ids=mask,
                                 cache=cache, cache_index=0)

@@ -52,6 +52,8 @@ def config_to_dict(cfg: LlamaConfig) -> dict:
 
 
 def config_from_dict(d: dict, source: str = "model config") -> LlamaConfig:
+    """A model_config.json written before `vocab_multiple` existed describes unpadded [vocab_size, D] tables."""
+    d = {"vocab_multiple": 1, **d}
     fields = {f.name for f in dataclasses.fields(LlamaConfig)}
     unknown = sorted(set(d) - fields)
     if unknown:

@@ -13,9 +13,9 @@ from camel_jax.convert import hf  # noqa: E402
 from camel_jax.model.llama import Llama  # noqa: E402
 
 
-def tiny_hf_model(kv=2, theta=5000.0, tie=False, seed=0):
+def tiny_hf_model(kv=2, theta=5000.0, tie=False, seed=0, vocab=128):
     torch.manual_seed(seed)
-    conf = transformers.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=88, num_hidden_layers=2,
+    conf = transformers.LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=88, num_hidden_layers=2,
                                     num_attention_heads=4, num_key_value_heads=kv, max_position_embeddings=64,
                                     rope_theta=theta, rms_norm_eps=1e-5, tie_word_embeddings=tie)
     model = transformers.LlamaForCausalLM(conf).eval()
@@ -134,6 +134,37 @@ def test_import_then_export_is_bit_exact_and_loads_in_transformers(tmp_path, fmt
     tokens = torch.randint(0, 128, (2, 9))
     with torch.no_grad():
         assert torch.equal(reloaded(tokens).logits, model(tokens).logits)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_odd_vocabulary_is_padded_on_import_and_trimmed_on_export(tmp_path, tie):
+    """TÜLU's 32,001 tokens (LLaMA's 32,000 + <pad>) in miniature: 257 stored as 384 rows, zero past 257; the
+    logits match transformers' over the 257 real tokens, and import -> export is bit-exact with vocab_size 257."""
+    model = tiny_hf_model(kv=2, tie=tie, vocab=257)
+    src = save_hf(model, tmp_path / "hf", "safetensors")
+    assert convert_main(["import-hf", str(src), str(tmp_path / "ckpt")]) == 0
+    params, cfg = params_io.load_params(str(tmp_path / "ckpt"))
+    assert (cfg.vocab_size, cfg.padded_vocab) == (257, 384)
+    emb = params["embed"]["embedding"]
+    assert emb.shape == (384, 64) and not emb[257:].any()
+    if not tie:
+        assert params["lm_head"]["kernel"].shape == (64, 384) and not params["lm_head"]["kernel"][:, 257:].any()
+    tokens = np.random.RandomState(0).randint(0, 257, size=(2, 9)).astype(np.int32)
+    tokens[0, 3] = 256  # the "<pad>" id: a real token of the checkpoint
+    ours, _ = Llama(cfg.replace(dtype="float32")).apply({"params": params}, jnp.asarray(tokens))
+    with torch.no_grad():
+        ref = model(torch.from_numpy(tokens).long()).logits.numpy()
+    assert ours.shape == ref.shape == (2, 9, 257) and np.max(np.abs(np.asarray(ours) - ref)) <= 1e-4
+    assert convert_main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 0
+    exported, original = read_export(tmp_path / "out"), {k: v.numpy() for k, v in model.state_dict().items()}
+    assert set(original) - set(exported) == ({"lm_head.weight"} if tie else set())
+    for k in exported:
+        assert exported[k].dtype == np.float32 and np.array_equal(exported[k], original[k]), k
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert reloaded.config.vocab_size == 257
+    t = torch.from_numpy(tokens).long()
+    with torch.no_grad():
+        assert torch.equal(reloaded(t).logits, model(t).logits)
 
 
 def test_bf16_export_matches_torch_rounding(tmp_path):

@@ -81,6 +81,19 @@ def test_logits_match_a_llama2c_forward(tmp_path, shared, heads, kv):
     assert np.max(np.abs(np.asarray(ours)[0] - ref)) < 1e-4
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_odd_vocabulary_gets_zero_rows_up_to_the_padded_size(tmp_path, shared):
+    w = write_llama2c(tmp_path / "m.bin", shared=shared)  # 40 tokens: 128 rows, the real ones bit for bit
+    params, cfg = llama2c.read_model(str(tmp_path / "m.bin"))
+    assert (cfg.vocab_size, cfg.padded_vocab) == (40, 128)
+    emb = params["embed"]["embedding"]
+    assert emb.shape == (128, 32) and np.array_equal(emb[:40], w["emb"]) and not emb[40:].any()
+    if not shared:
+        head = params["lm_head"]["kernel"]
+        assert head.shape == (32, 128) and not head[:, 40:].any()
+        assert np.array_equal(head[:, :40], w["wcls"].T)
+
+
 def test_stories260k_decodes_as_published(tmp_path):
     assert convert_main(["import-llama2c", STORIES_BIN, TOK512_BIN, str(tmp_path / "ckpt")]) == 0
     params, cfg = params_io.load_params(str(tmp_path / "ckpt"))

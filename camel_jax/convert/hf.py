@@ -3,6 +3,8 @@
 camel_jax's rotary layout is HF's rotate_half, so every HF weight maps by a transpose at most ([out, in] torch
 Linear weights become [in, out] Flax kernels); q/k rows are never permuted here. Layer tensors are written
 into preallocated [L, ...] stacks one tensor at a time, so an import holds one copy of the model plus one tensor.
+The embedding and head get zero rows/columns up to `padded_vocab` on import and lose them on export (HF sees the
+real vocab_size, e.g. TÜLU's 32,001), so import -> export is bit-exact (model/vocab.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from camel_jax import params_io
 from camel_jax.convert.safetensors_io import SafetensorsFile, np_dtype, write_safetensors
 from camel_jax.model.config import LlamaConfig
+from camel_jax.model.vocab import pad_vocab, trim_vocab
 
 # (HF name template, our path, transpose). "{i}" marks a per-layer tensor stacked on a leading layer axis.
 _LAYER = "model.layers.{i}."
@@ -34,6 +37,7 @@ TENSOR_MAP: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("lm_head.weight", ("lm_head", "kernel"), True),
 )
 LLAMA_ARCHITECTURES = ("LlamaForCausalLM", "LlamaModel", "LLaMAForCausalLM")
+VOCAB_AXIS = {("embed", "embedding"): 0, ("lm_head", "kernel"): 1}  # the vocabulary axis in our layout
 
 
 class ConversionError(ValueError):
@@ -160,6 +164,9 @@ def params_from_hf_state_dict(get_tensor: Callable[[str], Any] | Mapping[str, An
         if tuple(w.shape) != want:
             raise ConversionError(f"{where}tensor {name!r} has shape {tuple(w.shape)}, the config implies {want}")
         w = w.T if transpose else w
+        if path in VOCAB_AXIS:  # zero rows (columns) appended up to the padded vocabulary
+            _set(params, path, pad_vocab(w, cfg.padded_vocab, VOCAB_AXIS[path], dt))
+            continue
         if layer is None:
             _set(params, path, np.array(w, dtype=dt))
             continue
@@ -178,6 +185,8 @@ def iter_hf_tensors(params: Mapping, cfg: LlamaConfig, dtype: str | None = None
     dt = np_dtype(dtype) if dtype else None
     for name, path, layer, transpose in _entries(cfg):
         w = np.asarray(_get(params, path) if layer is None else _get(params, path)[layer])
+        if path in VOCAB_AXIS:
+            w = trim_vocab(w, cfg.vocab_size, VOCAB_AXIS[path])
         w = w.T if transpose else w
         yield name, np.ascontiguousarray(w, dtype=dt or w.dtype)
 

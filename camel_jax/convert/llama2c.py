@@ -9,6 +9,7 @@ recomputed), and wcls [V,D] only when vocab_size is negative (an unshared classi
   * A shared classifier stays shared: tie_embeddings=True (one matrix, as the model was trained); an unshared one
     becomes lm_head.
   * rms_norm_eps 1e-5 and rope theta 10000 are llama2.c's fixed values (run.c, model.py).
+  * The embedding (and classifier) get zero rows up to `padded_vocab` (model/vocab.py).
 tokenizer.bin: int32 max_token_length, then per token float32 score, int32 length, UTF-8 bytes, with '▁' written
 as ' ' and BOS/EOS as '\\n<s>\\n' / '\\n</s>\\n'. It is rebuilt as a SentencePiece BPE model: byte-fallback
 pieces <0xNN> as BYTE, <unk> UNKNOWN, <s>/</s> CONTROL, identity normalisation with a dummy prefix and no
@@ -25,6 +26,7 @@ import numpy as np
 
 from camel_jax import params_io
 from camel_jax.model.config import LlamaConfig
+from camel_jax.model.vocab import pad_vocab
 
 HEADER = struct.Struct("<7i")
 LLAMA2C_V1_MAGIC = 0x616B3432  # "ak42": llama2.c's newer export formats, not the legacy one handled here
@@ -86,8 +88,9 @@ def read_model(path: str) -> tuple[dict, LlamaConfig]:
         w[name] = mm[off:off + n].reshape(shape)
         off += n
     t = lambda x: np.ascontiguousarray(np.swapaxes(x, -1, -2), dtype=np.float32)  # [.., out, in] -> [.., in, out]
+    vp = cfg.padded_vocab
     params = {
-        "embed": {"embedding": np.array(w["embed"], np.float32)},
+        "embed": {"embedding": pad_vocab(w["embed"], vp, 0, np.float32)},
         "layers": {
             "attn_norm": {"scale": np.array(w["rms_att"], np.float32)},
             "mlp_norm": {"scale": np.array(w["rms_ffn"], np.float32)},
@@ -99,7 +102,7 @@ def read_model(path: str) -> tuple[dict, LlamaConfig]:
         "final_norm": {"scale": np.array(w["rms_final"], np.float32)},
     }
     if not shared:
-        params["lm_head"] = {"kernel": t(w["wcls"])}
+        params["lm_head"] = {"kernel": pad_vocab(np.swapaxes(w["wcls"], 0, 1), vp, 1, np.float32)}
     del mm
     return params, cfg
 

@@ -30,6 +30,10 @@ class LlamaConfig:
     tie_embeddings: bool = False
     bos_token_id: int = 1
     eos_token_id: int = 2
+    # Embedding rows / head columns are stored padded to a multiple of this (`padded_vocab`), so any mp up to it
+    # divides the table: the TÜLU checkpoints' 32,001 tokens become 32,128 rows. vocab_size stays the real size;
+    # padded ids are never predicted, sampled or trained (model/vocab.py), and export trims them off.
+    vocab_multiple: int = 128
     # Numerics and memory; not part of the architecture, so conversion ignores them.
     param_dtype: str = "float32"
     dtype: str = "bfloat16"  # compute dtype
@@ -42,6 +46,12 @@ class LlamaConfig:
     @property
     def kv_heads(self) -> int:
         return self.num_kv_heads or self.num_heads
+
+    @property
+    def padded_vocab(self) -> int:
+        """Rows of the embedding table and columns of the output head as stored: vocab_size rounded up."""
+        m = max(1, int(self.vocab_multiple))
+        return -(-int(self.vocab_size) // m) * m
 
     @property
     def dim_per_head(self) -> int:
@@ -65,7 +75,8 @@ class LlamaConfig:
     def validate(self) -> "LlamaConfig":
         """Fail with a clear message before anything is compiled."""
         errs = []
-        for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_seq_len"):
+        for f in ("vocab_size", "vocab_multiple", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                  "max_seq_len"):
             if int(getattr(self, f)) <= 0:
                 errs.append(f"{f} must be positive, got {getattr(self, f)}")
         if self.head_dim is None and self.num_heads > 0 and self.hidden_size % self.num_heads:
@@ -88,8 +99,8 @@ class LlamaConfig:
         return self
 
     def num_params(self) -> int:
-        """Exact parameter count from the shapes (no allocation)."""
-        d, f, v, hd = self.hidden_size, self.intermediate_size, self.vocab_size, self.dim_per_head
+        """Exact parameter count from the shapes as stored (padded vocabulary; no allocation)."""
+        d, f, v, hd = self.hidden_size, self.intermediate_size, self.padded_vocab, self.dim_per_head
         attn = d * self.num_heads * hd * 2 + d * self.kv_heads * hd * 2
         per_layer = attn + 3 * d * f + 2 * d
         head = 0 if self.tie_embeddings else d * v
@@ -97,7 +108,7 @@ class LlamaConfig:
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token (6N plus causal attention), for MFU."""
-        n = self.num_params() - self.vocab_size * self.hidden_size  # embedding lookup is not a matmul
+        n = self.num_params() - self.padded_vocab * self.hidden_size  # embedding lookup is not a matmul
         attn = 6 * self.num_layers * self.num_heads * self.dim_per_head * seq_len  # 12*L*H*hd*T/2 (causal)
         return 6.0 * n + attn
 

@@ -58,10 +58,11 @@ class Linear(nn.Module):
     dtype: Any
     param_dtype: Any
     axes: tuple[str, str]
+    kernel_init: Any = nn.initializers.normal(0.02)
 
     @nn.compact
     def __call__(self, x):
-        init = nn.with_logical_partitioning(nn.initializers.normal(0.02), self.axes)
+        init = nn.with_logical_partitioning(self.kernel_init, self.axes)
         kernel = self.param("kernel", init, (x.shape[-1], self.features), self.param_dtype)
         return project(x, kernel, self.dtype)
 

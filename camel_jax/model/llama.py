@@ -8,6 +8,7 @@ Parameter tree (scanned):
   embed/embedding [V, D]; layers/{attn_norm,mlp_norm}/scale [L, D];
   layers/attn/{q,k,v}/kernel [L, D, heads*hd]; layers/attn/o/kernel [L, heads*hd, D];
   layers/mlp/{gate,up}/kernel [L, D, F]; layers/mlp/down/kernel [L, F, D]; final_norm/scale [D]; lm_head/kernel [D, V]
+where V is `config.padded_vocab`: rows/columns past `vocab_size` are zero and masked out (model/vocab.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from camel_jax.model.layers import DecoderLayer, Linear, RMSNorm, project, rotar
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.partition import BT, BTD, Rules, constrain, logical_specs, tree_shardings
 from camel_jax.model.splash import RESIDUALS
+from camel_jax.model.vocab import mask_padded_logits, zero_padded_init
 
 _policies = jax.checkpoint_policies
 _REMAT = {
@@ -40,14 +42,18 @@ def _resolved(cfg: LlamaConfig) -> LlamaConfig:
 
 
 class Llama(nn.Module):
+    """trim_logits: the logits' vocabulary axis is the real one (vocab_size, the default: the public output), or
+    the padded one with padded columns masked (the train step and the sampler: no reshard over mp; vocab.py)."""
     config: LlamaConfig
+    trim_logits: bool = True
 
     def setup(self):
         cfg = self.config
         dt, pdt = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-        self.embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
-                              embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                                          ("vocab", "embed")))
+        normal = nn.initializers.normal(0.02)
+        self.embed = nn.Embed(cfg.padded_vocab, cfg.hidden_size, dtype=dt, param_dtype=pdt,
+                              embedding_init=nn.with_logical_partitioning(
+                                  zero_padded_init(normal, cfg.vocab_size, 0), ("vocab", "embed")))
         body = DecoderLayer
         if cfg.remat != "none":
             body = nn.remat(body, policy=_REMAT[cfg.remat], prevent_cse=False)
@@ -57,7 +63,8 @@ class Llama(nn.Module):
                               length=cfg.num_layers, unroll=cfg.scan_unroll)(_resolved(cfg))
         self.final_norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
         if not cfg.tie_embeddings:
-            self.lm_head = Linear(cfg.vocab_size, dt, pdt, ("embed", "vocab"))
+            self.lm_head = Linear(cfg.padded_vocab, dt, pdt, ("embed", "vocab"),
+                                  zero_padded_init(normal, cfg.vocab_size, 1))
 
     def _whole_rows(self, mask, segment_ids) -> WholeRows | None:
         """What the training attention needs about whole rows besides q/k/v: the segment ids (splash), or the
@@ -112,11 +119,14 @@ class Llama(nn.Module):
         else:
             logits = self.lm_head(x)
         logits = constrain(logits.astype(jnp.float32), ("batch", "seq", "act_vocab"))
-        return logits, new_cache
+        if self.trim_logits:
+            logits = logits[..., :cfg.vocab_size]  # a no-op unless the vocabulary is padded
+        return mask_padded_logits(logits, cfg.vocab_size), new_cache
 
 
 def head_kernel(params: dict, config: LlamaConfig) -> jax.Array:
-    """The output projection as a [D, V] matrix (lm_head, or the embedding transposed when tied)."""
+    """The output projection as a [D, padded_vocab] matrix (lm_head, or the embedding transposed when tied); its
+    padded columns must be masked out of any loss (`head_nll_sum(..., vocab=config.vocab_size)`)."""
     if config.tie_embeddings:
         return params["embed"]["embedding"].T
     return params["lm_head"]["kernel"]

@@ -60,7 +60,7 @@ def parse_mesh(spec: str | None, num_devices: int) -> dict[str, int]:
 
 
 def check_model(sizes: dict[str, int], cfg: LlamaConfig) -> None:
-    """Model-parallel divisibility: heads, kv heads and widths must split evenly."""
+    """Model-parallel divisibility: heads, kv heads, widths and the padded vocabulary must split evenly."""
     mp, fsdp = sizes["mp"], sizes["fsdp"]
     errs = []
     if cfg.num_heads % mp:
@@ -69,8 +69,10 @@ def check_model(sizes: dict[str, int], cfg: LlamaConfig) -> None:
         errs.append(f"num_kv_heads {cfg.kv_heads} is not divisible by mp={mp}")
     if cfg.intermediate_size % mp:
         errs.append(f"intermediate_size {cfg.intermediate_size} is not divisible by mp={mp}")
-    if cfg.vocab_size % mp:
-        errs.append(f"vocab_size {cfg.vocab_size} is not divisible by mp={mp}")
+    if cfg.padded_vocab % mp:  # the stored table, not the real vocabulary (model/vocab.py)
+        errs.append(f"vocab_size {cfg.vocab_size} padded to {cfg.padded_vocab} (vocab_multiple="
+                    f"{cfg.vocab_multiple}) is not divisible by mp={mp}; a checkpoint converted before camel_jax "
+                    f"padded vocabularies needs converting again")
     if cfg.hidden_size % fsdp:
         errs.append(f"hidden_size {cfg.hidden_size} is not divisible by fsdp={fsdp}")
     if errs:

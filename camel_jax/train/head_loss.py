@@ -13,7 +13,9 @@ batch's untrained share rather than the least-trained row's:
 Logits never exist for the whole batch, and the backward pass only scales the stored dh, dW by the cotangent.
 
 `head_nll_sum(hidden, kernel, targets, weights, chunk, groups)` == `sum(token_nll(hidden @ kernel, targets) * weights)`
-up to fp32 rounding, and so are its gradients (tests/test_head_loss.py).
+up to fp32 rounding, and so are its gradients (tests/test_head_loss.py). With `vocab` < kernel.shape[1] (a padded
+vocabulary, model/vocab.py) the columns past it are masked before the log-sum-exp: the loss is over the real
+vocabulary alone and those columns' gradients are exactly zero.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from camel_jax.model.vocab import mask_padded_logits
 
 
 def _row_order(weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -47,7 +51,7 @@ def _chunks(x: jax.Array, chunk: int) -> jax.Array:
     return jnp.moveaxis(x, 1, 0)
 
 
-def _fused(hidden, kernel, targets, weights, chunk):
+def _fused(hidden, kernel, targets, weights, chunk, real_vocab):
     b, t, d = hidden.shape
     vocab = kernel.shape[1]
     order, inverse, n_active = _row_order(weights)
@@ -60,7 +64,7 @@ def _fused(hidden, kernel, targets, weights, chunk):
 
         def active(dw):
             h2 = h.reshape(b * chunk, d)
-            logits = jnp.dot(h2, kernel, preferred_element_type=jnp.float32)
+            logits = mask_padded_logits(jnp.dot(h2, kernel, preferred_element_type=jnp.float32), real_vocab)
             lse = jax.nn.logsumexp(logits, axis=-1)
             onehot = jax.nn.one_hot(tg.reshape(-1), vocab, dtype=jnp.float32)
             w2 = w.reshape(-1).astype(jnp.float32)
@@ -83,36 +87,40 @@ def _fused(hidden, kernel, targets, weights, chunk):
     return loss, _permute(dh, inverse), dw
 
 
-def _grouped(hidden, kernel, targets, weights, chunk, groups):
+def _grouped(hidden, kernel, targets, weights, chunk, groups, vocab):
     """_fused over the rows joined into `groups` long rows; dh back in [B, T, D]."""
     b, t, d = hidden.shape
     groups = groups or b
     if b % groups:
         raise ValueError(f"head_nll_sum: {b} rows do not split into {groups} groups (data shards)")
     join = lambda x: x.reshape(groups, (b // groups) * t, *x.shape[2:])
-    loss, dh, dw = _fused(join(hidden), kernel, join(targets), join(weights), chunk * (b // groups))
+    vocab = kernel.shape[1] if vocab is None else vocab
+    if not 0 < vocab <= kernel.shape[1]:
+        raise ValueError(f"head_nll_sum: vocab {vocab} does not fit the kernel's {kernel.shape[1]} columns")
+    loss, dh, dw = _fused(join(hidden), kernel, join(targets), join(weights), chunk * (b // groups), vocab)
     return loss, dh.reshape(b, t, d), dw
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
 def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weights: jax.Array,
-                 chunk: int = 512, groups: int | None = None) -> jax.Array:
+                 chunk: int = 512, groups: int | None = None, vocab: int | None = None) -> jax.Array:
     """sum over [B, T] of weights * NLL(softmax(hidden @ kernel), targets), fp32 scalar.
 
     hidden [B, T, D] (compute dtype), kernel [D, V], targets int [B, T], weights [B, T] (0 = not trained; treated
     as constants: no gradient flows to them). chunk: slots per original row in each chunk. groups: the data shards
     the rows are split over (dp×fsdp; B must divide by it), rows being joined only within one; None keeps every row
-    apart (safe under any sharding). The forward pass already computes the gradients, so this is for training; to
-    only score, use `loss.token_nll` on the model's logits."""
-    return _grouped(hidden, kernel, targets, weights, chunk, groups)[0]
+    apart (safe under any sharding). vocab: the real vocabulary when the kernel's columns are padded (None: all
+    columns are real). The forward pass already computes the gradients, so this is for training; to only score,
+    use `loss.token_nll` on the model's logits."""
+    return _grouped(hidden, kernel, targets, weights, chunk, groups, vocab)[0]
 
 
-def _fwd(hidden, kernel, targets, weights, chunk, groups):
-    loss, dh, dw = _grouped(hidden, kernel, targets, weights, chunk, groups)
+def _fwd(hidden, kernel, targets, weights, chunk, groups, vocab):
+    loss, dh, dw = _grouped(hidden, kernel, targets, weights, chunk, groups, vocab)
     return loss, (dh.astype(hidden.dtype), dw.astype(kernel.dtype))
 
 
-def _bwd(chunk, groups, res, g):
+def _bwd(chunk, groups, vocab, res, g):
     dh, dw = res
     g = g.astype(jnp.float32)
     return (dh * g.astype(dh.dtype), dw * g.astype(dw.dtype), None, None)

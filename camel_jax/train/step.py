@@ -85,8 +85,8 @@ def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTr
                              segment_ids=mb.get("segment_ids"), head=not loss_chunk)
         if loss_chunk:  # fused projection + loss over chunks holding trained tokens (head_loss.py)
             kernel = head_kernel(p, model.config).astype(jnp.dtype(model.config.dtype))
-            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards)
-        return jnp.sum(token_nll(out, mb["targets"]) * w)
+            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards, model.config.vocab_size)
+        return jnp.sum(token_nll(out, mb["targets"]) * w)  # padded vocabulary columns masked in the model
 
     grad_fn = jax.value_and_grad(micro_loss)
 
@@ -129,9 +129,10 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
     _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
     shardings = state_shardings(cfg, optimizer, mesh, partition.TRAIN_RULES)
-    fn = functools.partial(_step, model=Llama(for_mesh(cfg, mesh)), optimizer=optimizer, reduction=loss_reduction,
-                           micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
-                           loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
+    # Logits over the padded vocabulary, its padding masked: slicing them over mp would reshard (model/vocab.py).
+    fn = functools.partial(_step, model=Llama(for_mesh(cfg, mesh), trim_logits=False), optimizer=optimizer,
+                           reduction=loss_reduction, micro_mean_rows=micro_mean_rows,
+                           grad_shardings=shardings["params"], loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
 
     def traced(state, batch):  # the model's activations laid out by the training table
         with partition.rules(partition.TRAIN_RULES):
