@@ -7,6 +7,7 @@ from ml_collections import config_flags
 
 from camel_jax.model.config import PRESETS
 from camel_jax.train import config as C
+from camel_jax.train.spec import resolve_run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_every_paper_variant_loads_and_validates():
         assert cfg.model == size and cfg.data.mixture == data and cfg.train.batch_size == 128
         assert cfg.model in PRESETS
         C.validate(cfg, {"dp": 1, "fsdp": 8, "mp": 1})
-        C.model_config(cfg)  # the preset accepts the config's numerics
+        resolve_run(cfg)  # the preset accepts the config's numerics
 
 
 def test_config_files_load(tmp_path):

@@ -56,13 +56,14 @@ class Tally:
     dropped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     files: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # file-level events
     notes: list = dataclasses.field(default_factory=list)
+    # Appended to a bad-record error: what the user can do; set by the caller, which knows its own flags.
+    bad_hint: str = "use --skip_bad_records to skip and count such records"
 
     def reject(self, where: str, reason: str, detail: str = "") -> None:
         """Bad input at `where`: raise, or count it when skipping bad records."""
         assert reason in BAD_REASONS, reason
         if not self.skip_bad:
-            raise RecordError(f"{where}: {reason}: {detail} (use --skip_bad_records to skip and count such "
-                              f"records)")
+            raise RecordError(f"{where}: {reason}: {detail}" + (f" ({self.bad_hint})" if self.bad_hint else ""))
         self.bad[reason] += 1
 
     def drop(self, reason: str, n: int = 1) -> None:
@@ -182,8 +183,8 @@ def read_json_list(path: str, tally: Tally) -> Iterator[Record]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         if not tally.skip_bad:
-            raise RecordError(f"{path}: line {_line_of(data, e.start)}: non_utf8: byte {data[e.start]:#04x} "
-                              f"(use --skip_bad_records to skip and count such records)") from None
+            raise RecordError(f"{path}: line {_line_of(data, e.start)}: non_utf8: byte {data[e.start]:#04x}"
+                              + (f" ({tally.bad_hint})" if tally.bad_hint else "")) from None
         text, lossy = data.decode("utf-8", errors="surrogateescape"), True
     del data
     lines = _LineCounter(text)

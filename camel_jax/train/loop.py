@@ -19,12 +19,13 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
-from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
+from camel_jax.model.mesh import MeshError, build_mesh, mesh_str, parse_mesh
 from camel_jax.model.partition import BATCH
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 from camel_jax.train.metrics import MetricsWriter
 from camel_jax.train.setup import Setup, prepare
+from camel_jax.train.spec import resolve_run
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,15 +77,19 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     # Check the config, and the mesh against the model and the batch split before loading anything large.
     sizes = parse_mesh(mesh_spec, jax.device_count())
     C.validate(cfg, sizes, jax.process_count())
+    spec = resolve_run(cfg)
+    try:  # heads vs mp, widths vs fsdp, rows vs dp×fsdp: before any data is read or file written
+        mesh = build_mesh(mesh_spec, spec.model, batch=spec.micro_rows)
+    except MeshError as e:
+        raise MeshError(f"--mesh={mesh_spec}: {e}" if not str(e).startswith("--mesh") else str(e)) from None
     output_dir = os.path.abspath(output_dir)
-    s: Setup = prepare(cfg, output_dir, say)
-    mesh = build_mesh(mesh_spec, s.model_cfg, batch=cfg.train.batch_size // cfg.train.grad_accum)
+    s: Setup = prepare(cfg, spec, output_dir, say)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
     t = cfg.train
     from camel_jax.train.step import for_mesh
 
     attention = for_mesh(s.model_cfg, mesh).attention
-    say(f"model {cfg.model} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
+    say(f"model {spec.model_name} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
         f"{s.model_cfg.param_dtype} weights, {attention} attention) on mesh {mesh_str(mesh)} of "
         f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")
     if attention == "splash_interpret":
@@ -97,7 +102,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     from camel_jax.train.checkpointing import Checkpointer
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
-    from camel_jax.train.step import OPTIONAL_KEYS, REQUIRED_KEYS, make_train_step
+    from camel_jax.train.step import make_train_step
 
     optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
     with jax.set_mesh(mesh):
@@ -125,7 +130,6 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     if not start:
         s.show_samples("before tuning", state["params"], say)
 
-    BATCH_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
     batch_sharding = NamedSharding(mesh, P(None, BATCH, None))
     count_tokens = jax.jit(lambda seg: jnp.sum(seg != 0), out_shardings=NamedSharding(mesh, P()))
     writer = MetricsWriter(output_dir, total, start, s.model_cfg.flops_per_token(cfg.data.max_seq_length),
@@ -135,7 +139,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     compiled = None
     try:
         while step < total:
-            local = _stack({k: v for k, v in next(data_it).items() if k in BATCH_KEYS}, t.grad_accum)
+            local = _stack({k: v for k, v in next(data_it).items() if k in spec.batch_keys}, t.grad_accum)
             batch = D.global_batch(local, batch_sharding)
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
                 t0 = time.perf_counter()
