@@ -103,6 +103,10 @@ def absl_flags_parser(prog: str, check: Callable[[list[str]], None] | None = Non
             fail(prog, str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
         except UsageError as e:
             fail(prog, e)
+        except SystemExit as e:  # absl exits 1 after printing --help; asking for help is no error
+            if e.code == 1 and set(argv[1:]) & {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}:
+                sys.exit(0)
+            raise
 
     return parse
 
