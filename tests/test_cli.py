@@ -124,3 +124,16 @@ def test_convert_and_generate_file_errors_are_one_line(tmp_path):
     _error_line(_run("generate", "--checkpoint", tmp_path / "nope", "--prompt", "hi"), f"{tmp_path}/nope")
     _error_line(_run("generate", "--checkpoint", tmp_path / "nope"), "--prompt")
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_train_unreadable_tokenizer_is_one_line(tmp_path):
+    from camel_jax.model.config import get_preset
+    from camel_jax.params_io import config_to_dict
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    (ckpt / "params").mkdir(parents=True)
+    (ckpt / "tokenizer").mkdir()
+    (ckpt / "model_config.json").write_text(json.dumps(config_to_dict(get_preset("stories260k"))))
+    (ckpt / "tokenizer" / "tokenizer.model").write_bytes(b"not a sentencepiece model")
+    _error_line(_run("train", f"--init_from={ckpt}", f"--output_dir={out}"), "--init_from", f"{ckpt}/tokenizer")
+    assert not out.exists()

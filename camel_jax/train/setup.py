@@ -110,7 +110,8 @@ def _model(cfg: ConfigDict, spec: RunSpec, say) -> tuple[Any, Callable[[Any], An
         from camel_jax.params_io import load_params
 
         tok_dir = cfg.data.tokenizer or os.path.join(src, "tokenizer")
-        return load_tokenizer(tok_dir), (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir
+        where = "config.data.tokenizer" if cfg.data.tokenizer else "--init_from"
+        return (_tokenizer(tok_dir, where), (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
     if not cfg.data.tokenizer:
         raise C.ConfigError("config.init_from is empty (random init) and config.data.tokenizer is empty: "
                             "give --init_from=CKPT_DIR or --config.data.tokenizer=PATH")
@@ -118,9 +119,19 @@ def _model(cfg: ConfigDict, spec: RunSpec, say) -> tuple[Any, Callable[[Any], An
 
     say(f"WARNING: no --init_from: training {cfg.model} from RANDOM weights (seed {cfg.train.seed})")
     mcfg = spec.model
-    return (load_tokenizer(cfg.data.tokenizer),
+    return (_tokenizer(cfg.data.tokenizer, "config.data.tokenizer"),
             (lambda shardings: jax.jit(init_params, static_argnums=0, out_shardings=shardings)(
                 mcfg, jax.random.PRNGKey(cfg.train.seed))), cfg.data.tokenizer)
+
+
+def _tokenizer(path: str, where: str) -> Any:
+    """The tokenizer at `path`; a missing or unreadable one is a ConfigError naming the field or flag."""
+    from camel_jax.model.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(path)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise C.ConfigError(f"{where}: tokenizer {path}: {e}") from None
 
 
 def _check_special_ids(mcfg: LlamaConfig, tokenizer: Any, where: str) -> None:
