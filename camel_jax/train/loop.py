@@ -81,7 +81,8 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     try:  # heads vs mp, widths vs fsdp, rows vs dp×fsdp: before any data is read or file written
         mesh = build_mesh(mesh_spec, spec.model, batch=spec.micro_rows)
     except MeshError as e:
-        raise MeshError(f"--mesh={mesh_spec}: {e}" if not str(e).startswith("--mesh") else str(e)) from None
+        flag = f"--mesh={mesh_spec}" if mesh_spec else "--mesh (default: every device on fsdp)"
+        raise MeshError(str(e) if str(e).startswith("--mesh") else f"{flag}: {e}") from None
     output_dir = os.path.abspath(output_dir)
     s: Setup = prepare(cfg, spec, output_dir, say)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
