@@ -1,5 +1,6 @@
-"""What a run needs before its first step: model config and weights, tokenizer, data with a held-out split, and the
-before/after greedy samples. Kept apart from the loop so the loop reads as the training algorithm only.
+"""What a run needs before its first step: weights, tokenizer, data with a held-out split, and the before/after
+greedy samples, for the model `spec.resolve_run` chose. Kept apart from the loop so the loop reads as the training
+algorithm only. Nothing is written to the output dir until the data has been read.
 
 Where the weights come from (`init_from`): a checkpoint dir from `convert import-hf`/`import-llama2c` (or a training
 output dir), the bundled stories260K imported in memory (`builtin:stories260k`), or nothing (random init from the

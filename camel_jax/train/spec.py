@@ -41,11 +41,6 @@ class RunSpec:
         return dict(dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, scan_unroll=m.scan_unroll,
                     attention=m.attention)
 
-    def describe(self) -> str:
-        m = self.model
-        return (f"{self.model_name} ({m.num_params() / 1e6:.2f}M params, {m.num_layers} layers × {m.hidden_size}, "
-                f"{m.dtype} compute, {m.param_dtype} weights)")
-
 
 def _preset_named(arch: LlamaConfig) -> str | None:
     key = tuple(getattr(arch, f) for f in _ARCH_FIELDS)
