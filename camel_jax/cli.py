@@ -99,6 +99,8 @@ def absl_flags_parser(prog: str, check: Callable[[list[str]], None] | None = Non
             if check is not None:
                 check(argv)
             return flags.FLAGS(argv)
+        except flags.UnrecognizedFlagError as e:  # worded as ArgumentParser words it
+            fail(prog, f"unrecognized flag --{e.flagname} (see --help)")
         except flags.Error as e:
             fail(prog, str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
         except UsageError as e:
