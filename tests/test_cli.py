@@ -137,3 +137,11 @@ def test_train_unreadable_tokenizer_is_one_line(tmp_path):
     (ckpt / "tokenizer" / "tokenizer.model").write_bytes(b"not a sentencepiece model")
     _error_line(_run("train", f"--init_from={ckpt}", f"--output_dir={out}"), "--init_from", f"{ckpt}/tokenizer")
     assert not out.exists()
+
+
+def test_data_prepare_corrupt_archive_is_one_line(tmp_path):
+    raw = tmp_path / "dolly.jsonl.gz"
+    raw.write_bytes(b"not gzip at all")
+    _error_line(_run("data", "prepare", "--dataset", "dolly", "--raw", raw, "--out", tmp_path / "o.jsonl"),
+                f"{raw}: not a readable gzip file")
+    assert sorted(os.listdir(tmp_path)) == ["dolly.jsonl.gz"]

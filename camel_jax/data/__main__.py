@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # ValueError covers RecordError and MixtureError: data errors name the file and line, or the name.
-    return cli.run(f"{PROG} {args.command}", args.func, args, errors=(ValueError,))
+    # ValueError covers RecordError and MixtureError (they name the file and line, or the name); OSError: a raw
+    # file that cannot be read (a corrupt .gz), named by its message.
+    return cli.run(f"{PROG} {args.command}", args.func, args, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import json
 import os
+import zlib
 from typing import Any, Callable, Iterator, Optional
 
 BAD_REASONS = ("invalid_json", "non_utf8", "missing_field", "bad_type", "unknown_role", "empty_conversation",
@@ -134,9 +135,13 @@ def check_messages(messages: list) -> list:
 
 
 # ----------------------------------------------------------------------------------------------------- readers
-def _open_bytes(path: str) -> bytes:
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        return f.read()
+def _open_bytes(path: str, size: int = -1) -> bytes:
+    """The file's bytes (the first `size` when >= 0), .gz decompressed; a corrupt archive is a RecordError naming it."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            return f.read(size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise RecordError(f"{path}: not a readable gzip file ({e})") from None
 
 
 def _line_of(data, offset: int) -> int:
@@ -243,8 +248,7 @@ def _skip_ws(text: str, pos: int) -> int:
 
 def read_records(path: str, tally: Tally) -> Iterator[Record]:
     """A JSON list file or a JSON-lines file (gz allowed), told apart by the first non-blank byte."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        head = f.read(4096).lstrip()
+    head = _open_bytes(path, 4096).lstrip()
     return read_json_list(path, tally) if head.startswith(b"[") else read_jsonl(path, tally)
 
 
