@@ -10,7 +10,6 @@ CLI: python -m camel_jax.generate --checkpoint CKPT_DIR --prompt "..." [--prompt
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import sys
@@ -125,8 +124,10 @@ def greedy_generate(params: Any, cfg: LlamaConfig, prompt_ids_batch: Sequence[Se
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m camel_jax.generate", description="Continue prompts with a "
-                                 "camel_jax checkpoint (converted, or a training output/step folder).")
+    from camel_jax import cli
+
+    ap = cli.ArgumentParser(prog="python -m camel_jax.generate", description="Continue prompts with a "
+                            "camel_jax checkpoint (converted, or a training output/step folder).")
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--prompt", action="append", required=True, help="may be repeated: prompts run as one batch")
     ap.add_argument("--max_new_tokens", type=int, default=128)
@@ -136,22 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     args = ap.parse_args(argv)
+    return cli.run(ap.prog, _generate_cli, args, errors=(ValueError,))
+
+
+def _generate_cli(args) -> int:
     from camel_jax import params_io
     from camel_jax.model.tokenizer import load_tokenizer
 
-    try:
-        tok_dir = params_io.tokenizer_dir(args.checkpoint)
-        if tok_dir is None:
-            raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
-                                    f"checkpoint carries no tokenizer")
-        params, cfg = params_io.load_params(args.checkpoint)
-        tokenizer = load_tokenizer(tok_dir)
-        prompts = [tokenizer.encode(p, add_bos=not args.no_bos) for p in args.prompt]
-        outs = generate(params, cfg.replace(dtype=args.dtype), prompts, args.max_new_tokens, tokenizer.eos_id,
-                        Sampling(args.temperature, args.top_p), args.seed)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    tok_dir = params_io.tokenizer_dir(args.checkpoint)
+    if tok_dir is None:
+        raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
+                                f"checkpoint carries no tokenizer")
+    params, cfg = params_io.load_params(args.checkpoint)
+    tokenizer = load_tokenizer(tok_dir)
+    prompts = [tokenizer.encode(p, add_bos=not args.no_bos) for p in args.prompt]
+    outs = generate(params, cfg.replace(dtype=args.dtype), prompts, args.max_new_tokens, tokenizer.eos_id,
+                    Sampling(args.temperature, args.top_p), args.seed)
     for prompt, ids, p_ids in zip(args.prompt, outs, prompts):
         if ids and ids[-1] == tokenizer.eos_id:
             ids = ids[:-1]
@@ -159,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         text = tokenizer.decode(p_ids + ids)[len(tokenizer.decode(p_ids)):]
         print(text if len(args.prompt) == 1 else f"### {prompt}\n{text}\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -105,7 +105,7 @@ def test_flan_v2_resample_matches_reference(tmp_path):
     assert [g["messages"][0]["content"] for g in got] == ref and len(got) == 50
     assert (t.read, t.dropped["not_sampled"]) == (65, 15)
     assert abs(sum(FLAN_V2_PORTIONS.values()) - 1) < 1e-9 and len(FLAN_V2_PORTIONS) == 14
-    with pytest.raises(RecordError, match="missing FLAN v2 submix files"):
+    with pytest.raises(RecordError, match="missing submix file.*flan_zsopt.jsonl.*flan_v2_resampled_100k.jsonl"):
         convert_dataset("flan_v2", str(tmp_path))
     ready = tmp_path / "flan_v2_resampled_100k.jsonl"
     _write_jsonl(ready, data["cot_zsopt"][:5])

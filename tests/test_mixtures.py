@@ -26,7 +26,7 @@ def test_data_dir_from_flag_or_env(tmp_path, monkeypatch):
     other = tmp_path / "other"
     other.mkdir()
     assert M.data_dir(str(other)) == str(other)  # the flag wins
-    with pytest.raises(M.MixtureError, match="from the flag"):
+    with pytest.raises(M.MixtureError, match="from --data_dir"):
         M.data_dir(str(tmp_path / "nope"))
     for ds in ("flan_v2", "cot", "dolly"):
         (tmp_path / f"{ds}.jsonl").write_text("")

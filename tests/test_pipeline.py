@@ -210,7 +210,7 @@ def test_importing_pipeline_keeps_tensorflow_out():
 
 
 def test_stats_cli(tok, records, tmp_path, capsys, shared_data):
-    from camel_jax.data.pipeline import stats_main
+    from camel_jax.data.stats import main as stats_main
 
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -75,3 +75,35 @@ def test_mixture_rates_and_members(registered):
         seqio_tasks.register_tasks(str(tok.path), data_dir=d, by_rate=True, rates={"sharegpt": 1})
     with pytest.raises(M.MixtureError, match=r"unknown dataset\(s\) \['alpaca'\]"):
         seqio_tasks.register_tasks(str(tok.path), data_dir=d, by_rate=True, rates={"alpaca": 1})
+
+
+def _python(code, **env):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
+    for k in ("CAMEL_JAX_DATA_DIR", "CAMEL_JAX_TOKENIZER"):
+        if k not in env or not env[k]:
+            env.pop(k, None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_import_registers_from_the_configured_data_dir(registered):
+    """As with any SeqIO task module: set the data dir and tokenizer, import, read (no register_tasks call)."""
+    _, _, tok, convs, _, d = registered
+    code = ("import seqio, camel_jax.data.seqio_tasks\n"
+            "ds = seqio.get_mixture_or_task('tulu_dolly').get_dataset(sequence_length=None, split='train', "
+            "shuffle=False)\n"
+            "print(sum(1 for _ in ds.as_numpy_iterator()))")
+    p = _python(code, CAMEL_JAX_DATA_DIR=d, CAMEL_JAX_TOKENIZER=str(tok.path))
+    assert p.returncode == 0, p.stderr[-3000:]
+    kept = [m for m in convs["dolly"] if encode_messages(tok, m, 2048) is not None]  # the default max length
+    assert int(p.stdout.split()[-1]) == len(kept) == len(convs["dolly"]) - 1
+
+
+def test_import_without_configuration_registers_nothing_and_keeps_tensorflow_out():
+    code = ("import sys, camel_jax.data.seqio_tasks\n"
+            "print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules))")
+    p = _python(code, CAMEL_JAX_DATA_DIR="", CAMEL_JAX_TOKENIZER="")
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr[-3000:]

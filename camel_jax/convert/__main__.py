@@ -1,12 +1,15 @@
 """`python -m camel_jax.convert {import-hf,export-hf,import-llama2c} ...`; see camel_jax/convert/__init__.py."""
 from __future__ import annotations
 
-import argparse
 import sys
+
+from camel_jax import cli
+
+PROG = "python -m camel_jax.convert"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m camel_jax.convert", description=__doc__)
+    ap = cli.ArgumentParser(prog=PROG, description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import-hf", help="Hugging Face LLaMA folder -> camel_jax checkpoint")
     p.add_argument("hf_dir")
@@ -24,32 +27,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("tokenizer_bin")
     p.add_argument("ckpt_dir")
     args = ap.parse_args(argv)
-    try:
-        if args.command == "import-hf":
-            from camel_jax.convert.hf import import_hf
+    return cli.run(f"{PROG} {args.command}", _convert, args, errors=(ValueError,))
 
-            from camel_jax.params_io import tokenizer_dir
 
-            cfg = import_hf(args.hf_dir, args.ckpt_dir, param_dtype=args.param_dtype)
-            print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
-            if tokenizer_dir(args.ckpt_dir) is None:
-                print(f"warning: {args.hf_dir} has no tokenizer files; {args.ckpt_dir}/tokenizer is missing",
-                      file=sys.stderr)
-        elif args.command == "export-hf":
-            from camel_jax.convert.hf import export_hf
+def _convert(args) -> int:
+    if args.command == "import-hf":
+        from camel_jax.convert.hf import import_hf
 
-            files = export_hf(args.ckpt_dir, args.hf_dir, dtype=args.dtype, max_shard_size=args.max_shard_size)
-            print(f"wrote {args.hf_dir}: {', '.join(files)}")
-            if "tokenizer_config.json" not in files and "tokenizer.json" not in files:
-                print(f"warning: {args.ckpt_dir} has no tokenizer; {args.hf_dir} holds none", file=sys.stderr)
-        else:
-            from camel_jax.convert.llama2c import import_llama2c
+        from camel_jax.params_io import tokenizer_dir
 
-            cfg = import_llama2c(args.model_bin, args.tokenizer_bin, args.ckpt_dir)
-            print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        cfg = import_hf(args.hf_dir, args.ckpt_dir, param_dtype=args.param_dtype)
+        print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
+        if tokenizer_dir(args.ckpt_dir) is None:
+            print(f"warning: {args.hf_dir} has no tokenizer files; {args.ckpt_dir}/tokenizer is missing",
+                  file=sys.stderr)
+    elif args.command == "export-hf":
+        from camel_jax.convert.hf import export_hf
+
+        files = export_hf(args.ckpt_dir, args.hf_dir, dtype=args.dtype, max_shard_size=args.max_shard_size)
+        print(f"wrote {args.hf_dir}: {', '.join(files)}")
+        if "tokenizer_config.json" not in files and "tokenizer.json" not in files:
+            print(f"warning: {args.ckpt_dir} has no tokenizer; {args.hf_dir} holds none", file=sys.stderr)
+    else:
+        from camel_jax.convert.llama2c import import_llama2c
+
+        cfg = import_llama2c(args.model_bin, args.tokenizer_bin, args.ckpt_dir)
+        print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
     return 0
 
 

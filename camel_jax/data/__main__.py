@@ -4,7 +4,8 @@
     stats     what a mixture becomes at a max length: drops, rows, packing efficiency, steps
 
 Add a command by writing `_add_<name>(subparsers)` that registers a parser with `set_defaults(func=...)` and
-listing it in COMMANDS; `func(args)` returns the exit code.
+listing it in COMMANDS; `func(args)` returns the exit code and raises camel_jax.cli.UsageError (or a ValueError
+naming the file, field or flag) for a user's mistake, which `main` reports as one line with exit code 2.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import argparse
 import json
 import sys
 
+from camel_jax import cli
 from camel_jax.data.converters import DATASETS
-from camel_jax.data.pipeline import add_stats_command
-from camel_jax.data.records import RecordError
+from camel_jax.data.stats import add_stats_command
+
+PROG = "python -m camel_jax.data"
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -26,13 +29,8 @@ def _prepare(args: argparse.Namespace) -> int:
         "few_shot": args.few_shot, "total": args.total}.items() if v is not None}
     if args.no_split:
         options["no_split"] = True
-    try:
-        out = args.out or default_out(args.dataset, args.data_dir)
-        tally = prepare(args.dataset, args.raw, out, seed=args.seed, skip_bad_records=args.skip_bad_records,
-                        **options)
-    except (RecordError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = args.out or default_out(args.dataset, args.data_dir)
+    tally = prepare(args.dataset, args.raw, out, seed=args.seed, skip_bad_records=args.skip_bad_records, **options)
     print(tally.format())
     print(f"wrote {out}")
     if args.summary_json:
@@ -71,7 +69,7 @@ COMMANDS = (_add_prepare, add_stats_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m camel_jax.data", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -80,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    # ValueError covers RecordError and MixtureError (they name the file and line, or the name); OSError: a raw
+    # file that cannot be read (a corrupt .gz), named by its message.
+    return cli.run(f"{PROG} {args.command}", args.func, args, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -61,15 +61,16 @@ def datasets_of(name: str) -> tuple[str, ...]:
     raise MixtureError(f"unknown dataset or mixture {name!r}; known: {', '.join(known_names())}, or a .jsonl path")
 
 
-def data_dir(flag: str | None = None) -> str:
-    """The prepared-data folder: the flag if given, else $CAMEL_JAX_DATA_DIR."""
+def data_dir(flag: str | None = None, flag_name: str = "--data_dir") -> str:
+    """The prepared-data folder: the flag if given, else $CAMEL_JAX_DATA_DIR. `flag_name` is how the caller's
+    command spells that flag (messages never suggest one it lacks)."""
     path = flag or os.environ.get(DATA_DIR_ENV, "")
     if not path:
-        raise MixtureError(f"no data dir: pass --data_dir (config.data.data_dir) or set ${DATA_DIR_ENV} to the "
-                           f"folder holding the prepared <dataset>.jsonl files")
+        raise MixtureError(f"no data dir: pass {flag_name} or set ${DATA_DIR_ENV} to the folder holding the "
+                           f"prepared <dataset>.jsonl files")
     if not os.path.isdir(path):
-        src = "flag" if flag else f"${DATA_DIR_ENV}"
-        raise MixtureError(f"data dir {path!r} (from the {src}) is not a directory")
+        src = flag_name if flag else f"${DATA_DIR_ENV}"
+        raise MixtureError(f"data dir {path!r} (from {src}) is not a directory")
     return path
 
 
@@ -78,8 +79,9 @@ def dataset_path(dataset: str, directory: str) -> str:
     return os.path.join(directory, f"{dataset}.jsonl")
 
 
-def source_files(name: str, directory: str | None = None) -> list[tuple[str, str]]:
-    """[(dataset, path)] for a mixture/task/dataset name, SAMPLE_MIXTURE or a .jsonl path; missing files raise.
+def source_files(name: str, directory: str | None = None, flag_name: str = "--data_dir") -> list[tuple[str, str]]:
+    """[(dataset, path)] for a mixture/task/dataset name, SAMPLE_MIXTURE or a .jsonl path; an unknown name, then a
+    missing data dir or file, raise MixtureError.
 
     For SAMPLE_MIXTURE and explicit paths the dataset is "" (each record's own "dataset" field then counts).
     """
@@ -88,8 +90,9 @@ def source_files(name: str, directory: str | None = None) -> list[tuple[str, str
     elif name.endswith(".jsonl"):
         pairs = [("", name)]
     else:
-        d = data_dir(directory)
-        pairs = [(ds, dataset_path(ds, d)) for ds in datasets_of(name)]
+        datasets = datasets_of(name)
+        d = data_dir(directory, flag_name)
+        pairs = [(ds, dataset_path(ds, d)) for ds in datasets]
     missing = [p for _, p in pairs if not os.path.isfile(p)]
     if missing:
         hint = "" if name == SAMPLE_MIXTURE or name.endswith(".jsonl") else (

@@ -50,7 +50,7 @@ def read_records(path: str, dataset: str = "") -> list[dict]:
     from camel_jax.data.records import BadRecord, RecordError, Tally, check_messages, read_jsonl, require
 
     out = []
-    for rec in read_jsonl(path, Tally(dataset=dataset)):
+    for rec in read_jsonl(path, Tally(dataset=dataset, bad_hint="fix or remove that line")):
         try:
             (messages,) = require(rec.data, "messages", types=(list,))
             check_messages(messages)
@@ -313,42 +313,6 @@ class TrainData:
                 f"{self.num_examples}/epoch in {self.num_rows} rows of {self.seq_len} "
                 f"(packing {self.packing}, {100 * self.efficiency:.1f}% non-pad), {self.steps_per_epoch} steps/epoch "
                 f"of {self.batch_size} rows")
-
-
-def add_stats_command(subparsers) -> None:
-    """Register `stats` on `python -m camel_jax.data`'s subparsers (func(args) -> exit code)."""
-    p = subparsers.add_parser("stats", help="what a mixture becomes at a max length (drops, rows, packing, steps)",
-                              description="Tokenize a mixture and report drops, rows, packing efficiency and steps.")
-    p.add_argument("--mixture", required=True, help="mixture/task/dataset name, tulu_mix_sample or a .jsonl path")
-    p.add_argument("--tokenizer", required=True, help="tokenizer.model file or tokenizer folder")
-    p.add_argument("--data_dir", default=None, help=f"prepared data (default ${M.DATA_DIR_ENV})")
-    p.add_argument("--max_seq_length", type=int, default=2048)
-    p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--newline_after_eos", action="store_true")
-    p.set_defaults(func=run_stats)
-
-
-def run_stats(a) -> int:
-    for packing in (False, True):
-        data = TrainData(a.mixture, a.tokenizer, a.max_seq_length, a.batch_size, packing=packing,
-                         data_dir=a.data_dir, newline_after_eos=a.newline_after_eos, prefetch=0)
-        print(data.describe())
-    names, counts = np.unique(np.asarray(data.dataset_names)[data.dataset_idx], return_counts=True)
-    print("examples per dataset: " + ", ".join(f"{n or '?'}={c}" for n, c in zip(names, counts)))
-    n = data.examples.lengths
-    print(f"tokens per example: mean {n.mean():.1f}, median {np.median(n):.0f}, max {n.max()}, "
-          f"at max_seq_length {(n >= a.max_seq_length).sum()}")
-    return 0
-
-
-def stats_main(argv: Sequence[str] | None = None) -> int:
-    """Standalone `stats` (the same as `python -m camel_jax.data stats` once hooked there)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="camel_jax.data.pipeline")
-    add_stats_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["stats", *(argv or [])])
-    return args.func(args)
 
 
 class DataIterator:

@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import json
 import os
+import zlib
 from typing import Any, Callable, Iterator, Optional
 
 BAD_REASONS = ("invalid_json", "non_utf8", "missing_field", "bad_type", "unknown_role", "empty_conversation",
@@ -56,13 +57,14 @@ class Tally:
     dropped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     files: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # file-level events
     notes: list = dataclasses.field(default_factory=list)
+    # Appended to a bad-record error: what the user can do; set by the caller, which knows its own flags.
+    bad_hint: str = "use --skip_bad_records to skip and count such records"
 
     def reject(self, where: str, reason: str, detail: str = "") -> None:
         """Bad input at `where`: raise, or count it when skipping bad records."""
         assert reason in BAD_REASONS, reason
         if not self.skip_bad:
-            raise RecordError(f"{where}: {reason}: {detail} (use --skip_bad_records to skip and count such "
-                              f"records)")
+            raise RecordError(f"{where}: {reason}: {detail}" + (f" ({self.bad_hint})" if self.bad_hint else ""))
         self.bad[reason] += 1
 
     def drop(self, reason: str, n: int = 1) -> None:
@@ -133,9 +135,13 @@ def check_messages(messages: list) -> list:
 
 
 # ----------------------------------------------------------------------------------------------------- readers
-def _open_bytes(path: str) -> bytes:
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        return f.read()
+def _open_bytes(path: str, size: int = -1) -> bytes:
+    """The file's bytes (the first `size` when >= 0), .gz decompressed; a corrupt archive is a RecordError naming it."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            return f.read(size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise RecordError(f"{path}: not a readable gzip file ({e})") from None
 
 
 def _line_of(data, offset: int) -> int:
@@ -182,8 +188,8 @@ def read_json_list(path: str, tally: Tally) -> Iterator[Record]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         if not tally.skip_bad:
-            raise RecordError(f"{path}: line {_line_of(data, e.start)}: non_utf8: byte {data[e.start]:#04x} "
-                              f"(use --skip_bad_records to skip and count such records)") from None
+            raise RecordError(f"{path}: line {_line_of(data, e.start)}: non_utf8: byte {data[e.start]:#04x}"
+                              + (f" ({tally.bad_hint})" if tally.bad_hint else "")) from None
         text, lossy = data.decode("utf-8", errors="surrogateescape"), True
     del data
     lines = _LineCounter(text)
@@ -242,8 +248,7 @@ def _skip_ws(text: str, pos: int) -> int:
 
 def read_records(path: str, tally: Tally) -> Iterator[Record]:
     """A JSON list file or a JSON-lines file (gz allowed), told apart by the first non-blank byte."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        head = f.read(4096).lstrip()
+    head = _open_bytes(path, 4096).lstrip()
     return read_json_list(path, tally) if head.startswith(b"[") else read_jsonl(path, tally)
 
 

@@ -12,7 +12,11 @@ SeqIO's form of the paper's concatenation (every example has the same chance; se
 than emitting each example exactly once per epoch — use camel_jax.data.pipeline for exact epochs). `by_rate=True`
 uses the given weights instead (equal when none are given).
 
-tensorflow and seqio are imported only inside these functions: the training path never imports this module.
+Registration, as SeqIO users expect it from a task module: importing this module registers every task and mixture
+when $CAMEL_JAX_DATA_DIR and $CAMEL_JAX_TOKENIZER are set (then tensorflow and seqio are imported with it);
+otherwise, or to choose the max length or rates, call `register_tasks(tokenizer_path, data_dir=...)` (the README
+shows both). Without those variables importing registers nothing and imports neither tensorflow nor seqio; the
+training path never imports this module.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from typing import Mapping
 from camel_jax.data import mixtures as M
 
 FEATURES = ("targets", "loss_mask")
+TOKENIZER_ENV = "CAMEL_JAX_TOKENIZER"  # the tokenizer registration on import uses (also sharegpt splitting's)
+DEFAULT_MAX_SEQ_LENGTH = 2048
 _PREPARED_PATH: dict = {}  # task name -> callable giving its prepared jsonl path (resolved at use)
 
 
@@ -74,10 +80,14 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def register_tasks(tokenizer_path: str, data_dir: str | None = None, max_seq_length: int = 2048,
-                   newline_after_eos: bool = False, by_rate: bool = False,
-                   rates: Mapping[str, float] | str | None = None) -> list[str]:
-    """(Re-)register the 12 `tulu_<dataset>` tasks and both mixtures; returns the registered names."""
+def register_tasks(tokenizer_path: str | None = None, data_dir: str | None = None,
+                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, newline_after_eos: bool = False,
+                   by_rate: bool = False, rates: Mapping[str, float] | str | None = None) -> list[str]:
+    """(Re-)register the 12 `tulu_<dataset>` tasks and both mixtures; returns the registered names.
+    tokenizer_path defaults to $CAMEL_JAX_TOKENIZER, data_dir to $CAMEL_JAX_DATA_DIR (resolved when read)."""
+    tokenizer_path = tokenizer_path or os.environ.get(TOKENIZER_ENV, "")
+    if not tokenizer_path:
+        raise M.MixtureError(f"register_tasks needs a tokenizer: pass tokenizer_path or set ${TOKENIZER_ENV}")
     import seqio
     import tensorflow as tf
 
@@ -127,3 +137,7 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, max_seq_len
 def _example_count_rate(task) -> float:
     """Rate ∝ prepared examples (the paper's concatenation), counted lazily from the jsonl file."""
     return float(_count_lines(_PREPARED_PATH[task.name]()))
+
+
+if os.environ.get(M.DATA_DIR_ENV) and os.environ.get(TOKENIZER_ENV):  # registration on import, as SeqIO task
+    register_tasks()  # modules do; data_dir stays $CAMEL_JAX_DATA_DIR, read when a dataset is built

@@ -129,14 +129,6 @@ def default_config() -> ConfigDict:
     return c
 
 
-def model_config(cfg: ConfigDict):
-    """The LlamaConfig of the run: the preset with the config's numerics (dtype, param dtype, remat)."""
-    from camel_jax.model.config import get_preset
-
-    return get_preset(cfg.model, dtype=cfg.train.dtype, param_dtype=cfg.train.param_dtype, remat=cfg.train.remat,
-                      scan_unroll=cfg.train.scan_unroll, attention=cfg.train.attention)
-
-
 def num_steps(cfg: ConfigDict, steps_per_epoch: int) -> int:
     """Optimizer steps of the run: train.max_steps when > 0, else epochs × steps per epoch."""
     if cfg.train.max_steps > 0:
@@ -148,7 +140,7 @@ def _fail(field: str, value: Any, why: str) -> ConfigError:
     return ConfigError(f"config.{field}={value!r}: {why}")
 
 
-def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_processes: int = 1) -> ConfigDict:
+def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None) -> ConfigDict:
     """Raise ConfigError naming the first bad field; mesh_sizes ({'dp','fsdp','mp'}) adds the batch-split checks."""
     if cfg.model not in PRESETS:
         raise _fail("model", cfg.model, f"unknown preset; known: {', '.join(sorted(PRESETS))}")
@@ -161,7 +153,8 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
         raise _fail("data.mixture", mix, "no such file")
     if d.max_seq_length < 2:
         raise _fail("data.max_seq_length", d.max_seq_length, "must be at least 2")
-    if d.max_seq_length > PRESETS[cfg.model].max_seq_len:
+    # Against the preset for a random init; spec.resolve_run checks the architecture an init_from checkpoint holds.
+    if not cfg.init_from and d.max_seq_length > PRESETS[cfg.model].max_seq_len:
         raise _fail("data.max_seq_length", d.max_seq_length,
                     f"longer than model {cfg.model}'s max_seq_len {PRESETS[cfg.model].max_seq_len}")
     if d.holdout < 0:
@@ -180,9 +173,6 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
             raise _fail("train.batch_size", t.batch_size,
                         f"micro-batch batch_size/grad_accum = {micro} rows is not divisible by dp×fsdp = "
                         f"{mesh_sizes['dp']}×{mesh_sizes['fsdp']} = {shards} (change the batch, grad_accum or --mesh)")
-    if micro % num_processes:
-        raise _fail("train.batch_size", t.batch_size,
-                    f"micro-batch of {micro} rows does not split over {num_processes} processes")
     if t.max_steps < 0:
         raise _fail("train.max_steps", t.max_steps, "must be >= 0 (0: use train.epochs)")
     if t.max_steps == 0 and not t.epochs > 0:
@@ -201,7 +191,7 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None, num_proc
         raise _fail("train.remat", t.remat, f"expected one of {REMAT_POLICIES}")
     if t.attention not in ATTENTION_IMPLS:
         raise _fail("train.attention", t.attention, f"expected one of {ATTENTION_IMPLS}")
-    if not 1 <= t.scan_unroll <= PRESETS[cfg.model].num_layers:
+    if not cfg.init_from and not 1 <= t.scan_unroll <= PRESETS[cfg.model].num_layers:
         raise _fail("train.scan_unroll", t.scan_unroll,
                     f"must be in [1, {PRESETS[cfg.model].num_layers}] (the layers of {cfg.model})")
     for name in ("dtype", "param_dtype"):
@@ -225,11 +215,62 @@ def to_dict(cfg: ConfigDict) -> dict:
     return plain(cfg)
 
 
+VARIANTS = ("default", "base", "<size>,<data>")
+
+
 def get_config(variant: str = "default") -> ConfigDict:
     """Makes this file itself a config file (the CLI's default `--config`): 'default', 'base' or '<size>,<data>'."""
     if variant == "default":
         return default_config()
     if variant == "base":
         return base_config()
-    size, _, mixture = variant.partition(",")
+    size, comma, mixture = variant.partition(",")
+    if not comma:
+        raise ConfigError(f"unknown variant {variant!r}; expected default, base or <size>,<data> with <size> in "
+                          f"{', '.join(SIZES)}")
     return paper_config(size.strip(), mixture.strip())
+
+
+# The fields most runs set, for `python -m camel_jax.train --help` (every field: base_config above).
+MAIN_FIELDS = {
+    "model": "preset name (random init only; with init_from the checkpoint's architecture is trained)",
+    "init_from": f"checkpoint dir from `convert import-hf`/`import-llama2c`, or {BUILTIN_STORIES}",
+    "data.mixture": "dataset, mixture (tulu_human_mix, tulu_human_gpt_mix), tulu_mix_sample or a .jsonl path",
+    "data.data_dir": "folder of prepared <dataset>.jsonl files (default $CAMEL_JAX_DATA_DIR)",
+    "data.max_seq_length": "tokens per row",
+    "data.packing": "several examples per row (the paper: False)",
+    "data.tokenizer": "tokenizer path (default: the one next to init_from)",
+    "train.batch_size": "global batch in rows",
+    "train.grad_accum": "micro-batches per optimizer step",
+    "train.epochs": "epochs (train.max_steps > 0 overrides)",
+    "train.max_steps": "optimizer steps, 0: use epochs",
+    "train.lr": "peak learning rate (linear warmup train.warmup_ratio, linear decay)",
+    "train.loss_reduction": "token (global token mean) or micro_mean (open-instruct's)",
+    "train.remat": "none, full or save_dots",
+    "train.dtype": "compute dtype (train.param_dtype: master weights)",
+    "train.checkpoint_every": "steps between checkpoints (0: only at the end)",
+    "train.export_hf_at_end": "write a Hugging Face checkpoint here at the end",
+    "sample.enabled": "greedy answers before and after training",
+}
+
+
+def help_text() -> str:
+    """The config part of `train --help`: the config files and their variants, and the main fields."""
+    defaults = base_config()
+
+    def value(path):
+        v = defaults
+        for k in path.split("."):
+            v = v[k]
+        return v
+
+    lines = ["Config files and variants (--config=FILE[:VARIANT]):",
+             "  camel_jax/train/config.py (the default): default (stories260K on the bundled sample), base (the "
+             "paper's 7B recipe), <size>,<data>",
+             "  configs/tulu.py:<size>,<data>  the paper's runs; configs/base.py; configs/default.py",
+             f"  <size>: {', '.join(SIZES)}",
+             f"  <data>: {', '.join(DATASETS + MIXTURES)}",
+             "Main config fields (--config.<field>=VALUE; base recipe value in brackets; all fields: "
+             "camel_jax/train/config.py):"]
+    lines += [f"  {k} [{value(k)!r}]: {why}" for k, why in MAIN_FIELDS.items()]
+    return "\n".join(lines)

@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
-from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
+from camel_jax.model.mesh import MeshError, build_mesh, mesh_str, parse_mesh
 from camel_jax.model.partition import replicated
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
 from camel_jax.train.metrics import MetricsWriter
 from camel_jax.train.setup import Setup, prepare
+from camel_jax.train.spec import resolve_run
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,16 +65,21 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                             f"file calls; use a local or mounted path (e.g. a gcsfuse mount of the bucket)")
     # Check the config, and the mesh against the model and the batch split before loading anything large.
     sizes = parse_mesh(mesh_spec, jax.device_count())
-    C.validate(cfg, sizes, jax.process_count())
+    C.validate(cfg, sizes)  # the process count does not constrain the batch: rows follow the batch sharding
+    spec = resolve_run(cfg)
+    try:  # heads vs mp, widths vs fsdp, rows vs dp×fsdp: before any data is read or file written
+        mesh = build_mesh(mesh_spec, spec.model, batch=spec.micro_rows)
+    except MeshError as e:
+        flag = f"--mesh={mesh_spec}" if mesh_spec else "--mesh (default: every device on fsdp)"
+        raise MeshError(str(e) if str(e).startswith("--mesh") else f"{flag}: {e}") from None
     output_dir = os.path.abspath(output_dir)
-    s: Setup = prepare(cfg, output_dir, say)
-    mesh = build_mesh(mesh_spec, s.model_cfg, batch=cfg.train.batch_size // cfg.train.grad_accum)
+    s: Setup = prepare(cfg, spec, output_dir, say)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
     t = cfg.train
     from camel_jax.train.step import for_mesh
 
     attention = for_mesh(s.model_cfg, mesh).attention
-    say(f"model {cfg.model} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
+    say(f"model {spec.model_name} ({s.model_cfg.num_params() / 1e6:.2f}M params, {s.model_cfg.dtype} compute, "
         f"{s.model_cfg.param_dtype} weights, {attention} attention) on mesh {mesh_str(mesh)} of "
         f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es)")
     if attention == "splash_interpret":
@@ -86,7 +92,6 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     from camel_jax.train.checkpointing import Checkpointer
     from camel_jax.train.optimizer import make_optimizer
     from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
-    from camel_jax.data.packing import BATCH_KEYS
     from camel_jax.train.step import batch_sharding, make_train_step
 
     optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
@@ -99,7 +104,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     start = ckpt.latest_step() or 0
     # Global rows [batch_size, T] as [grad_accum, micro rows, T]; this process loads the rows its devices hold.
     in_sharding = batch_sharding(mesh)
-    batch_shape = (t.grad_accum, t.batch_size // t.grad_accum, cfg.data.max_seq_length)
+    batch_shape = (spec.grad_accum, spec.micro_rows, spec.seq_len)
     my_rows = D.batch_rows(in_sharding, batch_shape)
     tokens_seen, last_loss = 0, float("nan")
     if start:
@@ -127,7 +132,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     compiled = None
     try:
         while step < total:
-            local = {k: v for k, v in next(data_it).items() if k in BATCH_KEYS}
+            local = {k: v for k, v in next(data_it).items() if k in spec.batch_keys}
             batch = D.global_batch(local, my_rows, in_sharding, batch_shape)
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
                 t0 = time.perf_counter()

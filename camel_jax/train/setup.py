@@ -1,5 +1,6 @@
-"""What a run needs before its first step: model config and weights, tokenizer, data with a held-out split, and the
-before/after greedy samples. Kept apart from the loop so the loop reads as the training algorithm only.
+"""What a run needs before its first step: weights, tokenizer, data with a held-out split, and the before/after
+greedy samples, for the model `spec.resolve_run` chose. Kept apart from the loop so the loop reads as the training
+algorithm only. Nothing is written to the output dir until the data has been read.
 
 Where the weights come from (`init_from`): a checkpoint dir from `convert import-hf`/`import-llama2c` (or a training
 output dir), the bundled stories260K imported in memory (`builtin:stories260k`), or nothing (random init from the
@@ -17,9 +18,10 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from camel_jax.model.config import LlamaConfig, get_preset
+from camel_jax.model.config import LlamaConfig
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
+from camel_jax.train.spec import RunSpec
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 STORIES_DIR = os.path.join(ASSETS, "stories260k")
@@ -86,17 +88,15 @@ def split_holdout(records: list[dict], n: int, seed: int) -> tuple[list[dict], l
     return [r for i, r in enumerate(records) if i not in picked], [records[i] for i in sorted(picked)]
 
 
-def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any], str]:
-    """(architecture, tokenizer, params loader, tokenizer dir to copy or None)."""
-    t = cfg.train
-    numerics = dict(dtype=t.dtype, param_dtype=t.param_dtype, remat=t.remat, scan_unroll=t.scan_unroll,
-                    attention=t.attention)
+def _model(cfg: ConfigDict, spec: RunSpec, say) -> tuple[Any, Callable[[Any], Any], str]:
+    """(tokenizer, params loader, tokenizer dir to copy) for the architecture `spec` resolved."""
+    from camel_jax.model.tokenizer import load_tokenizer
+
     src = cfg.init_from
-    if src == C.BUILTIN_STORIES:
+    if spec.source == "builtin":
         import tempfile
 
         from camel_jax.convert.llama2c import read_model, read_tokenizer, sentencepiece_model
-        from camel_jax.model.tokenizer import load_tokenizer
 
         model_bin, tok_bin = (os.path.join(STORIES_DIR, f) for f in ("stories260K.bin", "tok512.bin"))
         params, arch = read_model(model_bin)
@@ -104,34 +104,53 @@ def _model(cfg: ConfigDict, say) -> tuple[LlamaConfig, Any, Callable[[Any], Any]
         with open(os.path.join(tok_dir, "tokenizer.model"), "wb") as f:
             f.write(sentencepiece_model(read_tokenizer(tok_bin, arch.vocab_size), tok_bin))
         tokenizer = load_tokenizer(tok_dir)
-        arch = arch.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id)
+        _check_special_ids(spec.model, tokenizer, tok_dir)
         say(f"init: stories260K imported in memory from {STORIES_DIR} (llama2.c, Meta rotary layout permuted)")
-        return arch.replace(**numerics), tokenizer, (lambda shardings: params), tok_dir
-    if src:
-        from camel_jax.params_io import load_model_config, load_params
-        from camel_jax.model.tokenizer import load_tokenizer
+        return tokenizer, (lambda shardings: params), tok_dir
+    if spec.source == "checkpoint":
+        from camel_jax.params_io import load_params
 
-        arch = load_model_config(src)
-        preset = get_preset(cfg.model)
-        if (arch.hidden_size, arch.num_layers, arch.num_heads) != (preset.hidden_size, preset.num_layers,
-                                                                     preset.num_heads):
-            say(f"note: --init_from={src} holds a {arch.hidden_size}-wide {arch.num_layers}-layer model, not "
-                f"config.model={cfg.model}; training the checkpoint's architecture")
         tok_dir = cfg.data.tokenizer or os.path.join(src, "tokenizer")
-        tokenizer = load_tokenizer(tok_dir)
-        return (arch.replace(**numerics), tokenizer,
-                (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
+        where = "config.data.tokenizer" if cfg.data.tokenizer else "--init_from"
+        return (_tokenizer(tok_dir, where, spec.model), (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
     if not cfg.data.tokenizer:
         raise C.ConfigError("config.init_from is empty (random init) and config.data.tokenizer is empty: "
                             "give --init_from=CKPT_DIR or --config.data.tokenizer=PATH")
     from camel_jax.model.llama import init_params
+
+    say(f"WARNING: no --init_from: training {cfg.model} from RANDOM weights (seed {cfg.train.seed})")
+    mcfg = spec.model
+    return (_tokenizer(cfg.data.tokenizer, "config.data.tokenizer", mcfg),
+            (lambda shardings: jax.jit(init_params, static_argnums=0, out_shardings=shardings)(
+                mcfg, jax.random.PRNGKey(cfg.train.seed))), cfg.data.tokenizer)
+
+
+def _tokenizer(path: str, where: str, mcfg: LlamaConfig) -> Any:
+    """The tokenizer at `path`; a missing or unreadable one, or one larger than the model's vocabulary, is a
+    ConfigError naming the field or flag."""
     from camel_jax.model.tokenizer import load_tokenizer
 
-    say(f"WARNING: no --init_from: training {cfg.model} from RANDOM weights (seed {t.seed})")
-    mcfg = get_preset(cfg.model, **numerics)
-    return (mcfg, load_tokenizer(cfg.data.tokenizer),
-            (lambda shardings: jax.jit(init_params, static_argnums=0, out_shardings=shardings)(
-                mcfg, jax.random.PRNGKey(t.seed))), cfg.data.tokenizer)
+    try:
+        tok = load_tokenizer(path)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise C.ConfigError(f"{where}: tokenizer {path}: {e}") from None
+    _check_vocab(mcfg, tok, where)
+    return tok
+
+
+def _check_vocab(mcfg: LlamaConfig, tokenizer: Any, where: str) -> None:
+    """An id past vocab_size would look up a zero padding row (model/vocab.py) and, as a target, train against a
+    masked logit."""
+    if tokenizer.vocab_size > mcfg.vocab_size:
+        raise C.ConfigError(f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary "
+                            f"is {mcfg.vocab_size}")
+
+
+def _check_special_ids(mcfg: LlamaConfig, tokenizer: Any, where: str) -> None:
+    _check_vocab(mcfg, tokenizer, where)
+    if (mcfg.bos_token_id, mcfg.eos_token_id) != (tokenizer.bos_id, tokenizer.eos_id):
+        raise C.ConfigError(f"{where}: tokenizer BOS/EOS {tokenizer.bos_id}/{tokenizer.eos_id} differ from the "
+                            f"model's {mcfg.bos_token_id}/{mcfg.eos_token_id}")
 
 
 def _write_once(output_dir: str, mcfg: LlamaConfig, tok_dir: str | None) -> None:
@@ -156,23 +175,27 @@ def _write_once(output_dir: str, mcfg: LlamaConfig, tok_dir: str | None) -> None
         os.replace(tmp, dst)
 
 
-def prepare(cfg: ConfigDict, output_dir: str, say: Callable[[str], None]) -> Setup:
-    mcfg, tokenizer, params_fn, tok_dir = _model(cfg, say)
-    if cfg.data.max_seq_length > mcfg.max_seq_len:
-        raise C.ConfigError(f"config.data.max_seq_length={cfg.data.max_seq_length}: longer than the model's "
-                            f"max_seq_len {mcfg.max_seq_len}")
-    if D.is_main():
-        _write_once(output_dir, mcfg, tok_dir)
-    D.barrier("setup_written")
-    if os.path.basename(tok_dir).startswith(_TMP_TOKENIZER):  # the in-memory import's tokenizer is now loaded
-        shutil.rmtree(tok_dir, ignore_errors=True)
-    from camel_jax.data.pipeline import TrainData, mixture_records
+def prepare(cfg: ConfigDict, spec: RunSpec, output_dir: str, say: Callable[[str], None]) -> Setup:
+    """Tokenizer, data and weights loader for the run `spec` resolved; the output dir gets its files only once the
+    data is read, so a data error leaves nothing behind."""
+    from camel_jax.data.mixtures import source_files
 
-    records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
-    train, held = split_holdout(records, cfg.data.holdout, cfg.train.seed)
-    data = TrainData(train, tokenizer, max_seq_length=cfg.data.max_seq_length, batch_size=cfg.train.batch_size,
-                     packing=cfg.data.packing, seed=cfg.train.seed, by_rate=cfg.data.mixture_rates,
-                     cache_dir=os.path.join(output_dir, "data_cache"))
+    source_files(cfg.data.mixture, cfg.data.data_dir or None, flag_name="--config.data.data_dir")  # before loading
+    tokenizer, params_fn, tok_dir = _model(cfg, spec, say)
+    try:
+        from camel_jax.data.pipeline import TrainData, mixture_records
+
+        records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
+        train, held = split_holdout(records, cfg.data.holdout, cfg.train.seed)
+        data = TrainData(train, tokenizer, max_seq_length=cfg.data.max_seq_length, batch_size=cfg.train.batch_size,
+                         packing=cfg.data.packing, seed=cfg.train.seed, by_rate=cfg.data.mixture_rates,
+                         cache_dir=os.path.join(output_dir, "data_cache"))
+        if D.is_main():
+            _write_once(output_dir, spec.model, tok_dir)
+        D.barrier("setup_written")
+    finally:
+        if os.path.basename(tok_dir).startswith(_TMP_TOKENIZER):  # the in-memory import's tokenizer is loaded
+            shutil.rmtree(tok_dir, ignore_errors=True)
     say(f"data {cfg.data.mixture}: {data.describe()}" + (f"; {len(held)} held out" if held else ""))
-    return Setup(mcfg, tokenizer, data, [r["messages"] for r in held], list(cfg.sample.prompts),
+    return Setup(spec.model, tokenizer, data, [r["messages"] for r in held], list(cfg.sample.prompts),
                  cfg.sample.max_new_tokens, cfg.sample.enabled, params_fn, cfg.init_from)

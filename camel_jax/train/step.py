@@ -15,7 +15,8 @@
 * The state is donated; the same inputs give bitwise the same outputs (no randomness; fixed reduction order).
 
 `lower_train_step` traces the same function on ShapeDtypeStructs (nothing allocated) for compile-only planning:
-``lower_train_step(cfg, optimizer, mesh, grad_accum, micro_rows, seq_len).compile()`` on a TPU topology mesh.
+``lower_train_step(cfg, optimizer, mesh, grad_accum, micro_rows, seq_len).compile()`` on a TPU topology mesh;
+from a training config, `spec.lower_run(resolve_run(cfg), cfg, mesh)` lowers exactly the program the loop runs.
 """
 from __future__ import annotations
 
@@ -166,24 +167,21 @@ def make_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, m
     return train_step
 
 
-def abstract_batch(mesh: jax.sharding.Mesh, grad_accum: int, micro_rows: int, seq_len: int,
-                   packed: bool = True) -> dict:
-    """ShapeDtypeStructs (with sharding) of one global batch."""
+def abstract_batch(mesh: jax.sharding.Mesh, grad_accum: int, micro_rows: int, seq_len: int) -> dict:
+    """ShapeDtypeStructs (with sharding) of one global batch, with every key the loop feeds (BATCH_KEYS)."""
     shape = (grad_accum, micro_rows, seq_len)
     _check_shape(shape, grad_accum, mesh, "shape")
-    keys = REQUIRED_KEYS + (OPTIONAL_KEYS if packed else ())
-    return {k: jax.ShapeDtypeStruct(shape, _DTYPES[k], sharding=batch_sharding(mesh)) for k in keys}
+    return {k: jax.ShapeDtypeStruct(shape, _DTYPES[k], sharding=batch_sharding(mesh)) for k in BATCH_KEYS}
 
 
 def lower_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                      grad_accum: int, micro_rows: int, seq_len: int, loss_reduction: str = "token",
-                     micro_mean_rows: int | None = None, packed: bool = True,
-                     loss_chunk: int = DEFAULT_LOSS_CHUNK) -> jax.stages.Lowered:
+                     micro_mean_rows: int | None = None, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> jax.stages.Lowered:
     """The train step lowered for abstract inputs on `mesh` (no array is allocated): call `.compile()` on the
     result for memory/cost analysis, e.g. on a mesh of `jax.experimental.topologies` TPU devices."""
     jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk)
     if micro_mean_rows is not None:
         check_reduction(loss_reduction, micro_rows, micro_mean_rows)
-    batch = abstract_batch(mesh, grad_accum, micro_rows, seq_len, packed)
+    batch = abstract_batch(mesh, grad_accum, micro_rows, seq_len)
     with jax.set_mesh(mesh):
         return jitted.lower(with_shardings(abstract, shardings), batch)

@@ -38,6 +38,11 @@ FLAN_V2_PORTIONS = {"flan_zsopt": 0.1, "flan_fsopt": 0.1, "flan_zsnoopt": 0.1, "
                     "niv2_zsopt": 0.1, "niv2_fsopt": 0.1, "cot_zsopt": 0.025, "cot_fsopt": 0.025,
                     "dialog_zsopt": 0.015, "dialog_fsopt": 0.015}
 
+FLAN_V2_READY = "flan_v2_resampled_100k.jsonl"
+_FLAN_V2_ACCEPTS = (f"flan_v2 takes (--raw) the reference's {FLAN_V2_READY} (the file, or a folder holding it), or a "
+                    f"folder of all {len(FLAN_V2_PORTIONS)} FLAN v2 submix files to resample: "
+                    f"{', '.join(s + '.jsonl' for s in FLAN_V2_PORTIONS)}")
+
 
 def flan_prompt(inputs: str) -> str:
     return inputs if inputs.endswith("\n") or inputs.rstrip().endswith(":") else inputs + "\n"
@@ -141,13 +146,17 @@ def convert(name: str, raw: str, rng: random.Random, tally: Tally, zero_shot: in
     if name == "cot":
         yield from _cot(name, raw, rng, tally, zero_shot, few_shot, n_shots, flan_templates)
         return
-    ready = raw if os.path.isfile(raw) else os.path.join(raw, "flan_v2_resampled_100k.jsonl")
+    ready = raw if os.path.isfile(raw) else os.path.join(raw, FLAN_V2_READY)
     if os.path.isfile(ready):
         pairs = _read_flan_jsonl(ready, tally)
     elif os.path.isdir(raw):
+        missing = [s for s in (portions or FLAN_V2_PORTIONS) if not os.path.isfile(os.path.join(raw, f"{s}.jsonl"))]
+        if missing:
+            raise RecordError(f"{raw}: a folder without {FLAN_V2_READY} and missing submix file(s) "
+                              f"{', '.join(m + '.jsonl' for m in missing)}; {_FLAN_V2_ACCEPTS}")
         pairs = resample_flan_v2(raw, rng, tally, total, portions)
     else:
-        raise RecordError(f"{raw}: no such file or folder (--raw for flan_v2)")
+        raise RecordError(f"{raw}: no such file or folder; {_FLAN_V2_ACCEPTS}")
     tally.converted += len(pairs)
     for idx, (inputs, targets) in enumerate(pairs):
         yield _example(name, idx, inputs, targets)
