@@ -61,29 +61,24 @@ def config_from_dict(d: dict, source: str = "model config") -> LlamaConfig:
     return LlamaConfig(**d).validate()
 
 
-def _is_complete(step_dir: str) -> bool:
-    """Orbax writes these two files last; a step folder without them is a save that never finished."""
-    return all(os.path.exists(os.path.join(step_dir, f)) for f in ("_CHECKPOINT_METADATA",
-                                                                    os.path.join(STATE_ITEM, "_METADATA")))
-
-
 def _root_and_params(ckpt_dir: str) -> tuple[str, str, bool]:
-    """(folder holding model_config.json and tokenizer/, Orbax directory to read, is a train state)."""
+    """(folder holding model_config.json and tokenizer/, Orbax directory to read, is a train state). A training step
+    counts when Orbax counts it as finished (`is_path_finalized`: its final name after the atomic rename, or
+    commit_success.txt on GCS), the test its CheckpointManager lists steps by."""
+    from orbax.checkpoint import step as ocp_step
+
     path = os.path.abspath(ckpt_dir)
     if os.path.isdir(os.path.join(path, PARAMS_DIR)) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
         return path, os.path.join(path, PARAMS_DIR), False
     if os.path.isdir(os.path.join(path, STATE_ITEM)):  # <out>/checkpoints/<step>
-        if not _is_complete(path):
+        if not ocp_step.is_path_finalized(path):
             raise FileNotFoundError(f"{path} is an incomplete training checkpoint (Orbax never finalised it)")
         root = os.path.dirname(os.path.dirname(path))
         if os.path.isfile(os.path.join(path, CONFIG_FILE)):
             root = path
         return root, os.path.join(path, STATE_ITEM), True
     if os.path.isdir(os.path.join(path, "checkpoints")):  # <out>: the newest finalized step
-        from orbax.checkpoint import step as ocp_step
-
-        ckpts = os.path.join(path, "checkpoints")
-        steps = sorted(s for s in ocp_step.checkpoint_steps(ckpts) if _is_complete(os.path.join(ckpts, str(s))))
+        steps = sorted(ocp_step.checkpoint_steps(os.path.join(path, "checkpoints")))  # finalized steps only
         if not steps:
             raise FileNotFoundError(f"{path}/checkpoints holds no finished checkpoint")
         return _root_and_params(os.path.join(path, "checkpoints", str(steps[-1])))
@@ -178,6 +173,8 @@ def load_params(ckpt_dir: str, shardings: Any = None, dtype: str | None = None) 
     except (ValueError, KeyError) as e:
         raise ValueError(f"{item_dir}: does not hold the parameters of the model in "
                          f"{checkpoint_root(ckpt_dir)}/{CONFIG_FILE}: {e}") from e
+    except FileNotFoundError as e:  # finalized by name, files missing (e.g. an interrupted copy of the folder)
+        raise FileNotFoundError(f"{item_dir}: not a complete Orbax checkpoint ({e})") from e
     params = out["params"] if is_state else out
     for path, (a, b) in _leaf_pairs(abstract, params):
         if tuple(a.shape) != tuple(b.shape):

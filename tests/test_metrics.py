@@ -1,4 +1,5 @@
-"""Metrics: JSONL records, TensorBoard events, MFU arithmetic, resume truncation, silent non-main processes."""
+"""Metrics: JSONL records, TensorBoard events, MFU arithmetic, resume truncation, silent non-main processes, and
+reading each step's metrics one step late."""
 import io
 import json
 
@@ -74,3 +75,31 @@ def test_non_main_process_writes_nothing(tmp_path):
     w.write("hello")
     w.close()
     assert rec["loss"] == 2.0 and out.getvalue() == "" and not (tmp_path / "x").exists()
+
+
+class _Probe:
+    """A device value that notes when the host reads it."""
+    reads: list = []
+
+    def __init__(self, step, value):
+        self.step, self.value = step, value
+
+    def __float__(self):
+        _Probe.reads.append(self.step)
+        return float(self.value)
+
+    def __int__(self):
+        _Probe.reads.append(self.step)
+        return int(self.value)
+
+
+def test_late_metrics_read_a_step_only_once_the_next_is_queued():
+    _Probe.reads.clear()
+    late = M.LateMetrics()
+    assert late.push(1, {"loss": _Probe(1, 2.5)}, _Probe(1, 10), t_dispatch=0.0) is None
+    assert _Probe.reads == []  # nothing waits on the step just dispatched
+    step, metrics, tokens, seconds = late.push(2, {"loss": _Probe(2, 1.5)}, _Probe(2, 7), t_dispatch=0.0)
+    assert (step, metrics, tokens) == (1, {"loss": 2.5}, 10) and seconds >= 0
+    assert _Probe.reads == [1, 1]  # step 2 is still unread
+    assert late.pop()[:3] == (2, {"loss": 1.5}, 7)  # before a save or at the end: read now
+    assert late.pop() is None

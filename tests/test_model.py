@@ -6,6 +6,7 @@ import pytest
 
 from camel_jax.model.llama import Llama, init_cache, init_params, positions_from_mask
 from camel_jax.model.config import get_preset
+from hlo_util import dots
 
 CFG = get_preset("tiny-gqa", dtype="float32")
 
@@ -127,5 +128,10 @@ def test_param_and_compute_dtypes_are_separate():
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
     logits, _ = Llama(cfg).apply({"params": p}, jnp.zeros((1, 4), jnp.int32))
     assert logits.dtype == jnp.float32  # loss is always computed over fp32 logits
-    hlo = jax.jit(lambda p, t: Llama(cfg).apply({"params": p}, t)[0]).lower(p, jnp.zeros((1, 4), jnp.int32)).as_text()
-    assert "bf16" in hlo
+    # Every matmul multiplies bf16 operands (q, k, v, o, gate, up, down, attention's two contractions, lm_head), and
+    # in the fp32 config every one multiplies fp32: the check follows the config. Pre-optimization HLO: XLA's CPU
+    # backend later upcasts bf16 dots to f32 itself (it has no bf16 matmul); TPU keeps them (test_step.py).
+    for c, want in ((cfg, "bf16"), (cfg.replace(dtype="float32"), "f32")):
+        fwd = jax.jit(lambda p, t: Llama(c).apply({"params": p}, t)[0])
+        found = dots(fwd.lower(p, jnp.zeros((1, 4), jnp.int32)).as_text(dialect="hlo"))
+        assert len(found) == 10 and all(lhs == rhs == want for _, lhs, rhs, _ in found), found

@@ -90,16 +90,20 @@ def write_training_run(out, steps, save_args="PyTreeSave"):
 def test_params_out_of_training_checkpoints(tmp_path, save_args):
     out = str(tmp_path / "run")
     saved = write_training_run(out, [1, 2], save_args)
-    os.makedirs(os.path.join(out, "checkpoints", "3.orbax-checkpoint-tmp-1234", "state"))  # half-written: ignored
-    os.makedirs(os.path.join(out, "checkpoints", "4", "state"))  # never finalised (no Orbax metadata): ignored
-    with pytest.raises(FileNotFoundError, match="checkpoints/4 is an incomplete training checkpoint"):
-        params_io.load_params(os.path.join(out, "checkpoints", "4"))
+    tmp = os.path.join(out, "checkpoints", "3.orbax-checkpoint-tmp-1234")  # a save cut short: never finalized
+    os.makedirs(os.path.join(tmp, "state"))
+    with pytest.raises(FileNotFoundError, match="3.orbax-checkpoint-tmp-1234 is an incomplete training checkpoint"):
+        params_io.load_params(tmp)
     newest, cfg = params_io.load_params(out)
     assert cfg == CFG
     assert_trees_equal(saved[2], newest)
     first, _ = params_io.load_params(os.path.join(out, "checkpoints", "1"))
     assert_trees_equal(saved[1], first)
     assert params_io.checkpoint_root(os.path.join(out, "checkpoints", "1")) == out
+    # A final name holding no arrays (Orbax counts it as finalized, e.g. an interrupted copy): the error names it.
+    os.makedirs(os.path.join(out, "checkpoints", "4", "state"))
+    with pytest.raises(FileNotFoundError, match=r"checkpoints/4/state: not a complete Orbax checkpoint"):
+        params_io.load_params(out)
 
 
 def test_bad_checkpoints_are_named(tmp_path):

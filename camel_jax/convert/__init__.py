@@ -14,7 +14,7 @@ fixed permutation of each head's q/k output rows, so each import maps to ours as
     v, o and the MLP are only transposed. The result equals what Meta->HF conversion produces, so a llama2.c
     model exported with export-hf is an ordinary HF LLaMA.
 
-Files: convert.hf (HF names/shapes, config mapping, import/export), convert.safetensors_io (streaming
-safetensors reader/writer with bfloat16), convert.llama2c (model.bin + tokenizer.bin -> checkpoint, tokenizer
+Files: convert.hf (HF names/shapes, config mapping, import/export), convert.safetensors_io (the
+safetensors library over numpy, bfloat16 included), convert.llama2c (model.bin + tokenizer.bin -> checkpoint, tokenizer
 rebuilt as a SentencePiece model). The checkpoint folder format is camel_jax.params_io's.
 """

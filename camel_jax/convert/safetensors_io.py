@@ -1,99 +1,65 @@
-"""Minimal streaming safetensors reader and writer over numpy (bfloat16 through ml_dtypes).
+"""safetensors files as numpy arrays, through the safetensors library (bfloat16 as ml_dtypes.bfloat16).
 
-Why not `safetensors.safe_open`: its numpy backend cannot return bfloat16 (most LLaMA checkpoints) and its flax
-backend would place tensors on an accelerator. The format is 8 bytes of little-endian header length, a JSON
-header {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes. Reading seeks to one tensor and
-reads just it (no memory map whose touched pages would stay resident); writing appends one tensor at a time.
+Reading is `safetensors.safe_open(path, framework="np")`: the header at open, each tensor (`get`) or any slice of
+one (`get_slice(name)[rows, cols]`, e.g. one host's shards of a 65B checkpoint) read only when asked for. The
+library's numpy backend returns bfloat16 once ml_dtypes is imported (it names the dtype "bfloat16", which numpy
+only knows after that import), so this module imports it first. Writing is the library's `save_file`, one file per
+call; it takes the arrays' buffers without copying, so an export holds one shard (≤ --max_shard_size) beyond the
+model. What this module adds: errors that name the file, and the shard plan checked tensor by tensor.
 """
 from __future__ import annotations
 
-import json
-import struct
-from typing import Iterable
+from typing import Any, Iterable
 
+import ml_dtypes  # noqa: F401  (registers "bfloat16" with numpy, which safe_open's numpy backend relies on)
 import numpy as np
-
-_CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-          "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 def np_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
-
-
-def _code(dtype: np.dtype) -> str:
-    for code, name in _CODES.items():
-        if np_dtype(name) == dtype:
-            return code
-    raise ValueError(f"dtype {dtype} has no safetensors code")
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
 
 
 class SafetensorsFile:
-    """Lazy access to one .safetensors file: the header at open, each tensor's bytes only when asked for."""
+    """One open .safetensors file (memory-mapped by the library; unmapped when this object is dropped)."""
 
     def __init__(self, path: str):
+        from safetensors import SafetensorError, safe_open
+
         self.path = path
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) != 8:
-                raise ValueError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-            (n,) = struct.unpack("<Q", raw)
-            try:
-                header = json.loads(f.read(n))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"{path}: not a safetensors file (bad JSON header: {e})") from None
-        self.metadata = header.pop("__metadata__", None) or {}
-        self.header = header
-        self._offset = 8 + n
+        try:
+            self._f = safe_open(path, framework="np")
+        except SafetensorError as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        self.metadata = self._f.metadata() or {}
 
     def keys(self) -> list[str]:
-        return list(self.header)
+        return list(self._f.keys())
 
     def get(self, name: str) -> np.ndarray:
-        """One tensor, freshly read from disk."""
-        info = self.header[name]
-        if info["dtype"] not in _CODES:
-            raise ValueError(f"{self.path}: tensor {name!r} has unsupported dtype {info['dtype']}")
-        dtype = np_dtype(_CODES[info["dtype"]])
-        begin, end = info["data_offsets"]
-        count = (end - begin) // dtype.itemsize
-        if count != int(np.prod(info["shape"], dtype=np.int64)):
-            raise ValueError(f"{self.path}: tensor {name!r} has {end - begin} bytes for shape {info['shape']}")
-        with open(self.path, "rb") as f:
-            f.seek(self._offset + begin)
-            arr = np.fromfile(f, dtype=dtype, count=count)
-        if arr.size != count:
-            raise ValueError(f"{self.path}: truncated file (tensor {name!r} ends past the end)")
-        return arr.reshape(info["shape"])
+        """One tensor as a numpy array of its own (a copy: valid after the file is closed)."""
+        return self._f.get_tensor(name)
+
+    def get_slice(self, name: str) -> Any:
+        """A lazy view: `.get_shape()`, `.get_dtype()`, and indexing (`[a:b]`, `[:, c:d]`) reading only that part."""
+        return self._f.get_slice(name)
 
 
 def write_safetensors(path: str, tensors: Iterable[tuple[str, np.ndarray]], specs: dict[str, tuple[tuple, np.dtype]],
                       metadata: dict[str, str] | None = None) -> int:
-    """Write `tensors` (an iterator, consumed one at a time) whose names, shapes and dtypes are `specs`, in order.
-    Returns the number of data bytes written."""
-    header: dict = {"__metadata__": metadata or {"format": "pt"}}
-    offset = 0
-    for name, (shape, dtype) in specs.items():
-        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        header[name] = {"dtype": _code(np.dtype(dtype)), "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # data starts 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        names, count = list(specs), 0
-        for k, (name, arr) in enumerate(tensors):
-            shape, dtype = specs[names[k]]
-            if name != names[k] or tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dtype):
-                raise ValueError(f"{path}: tensor {name} {arr.shape} {arr.dtype} does not match the planned "
-                                 f"{names[k]} {shape} {dtype}")
-            f.write(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)  # little-endian hosts only
-            count += 1
-    if count != len(names):
-        raise ValueError(f"{path}: got {count} tensors, planned {len(names)}")
-    return offset
+    """Write the (name, array) pairs of `tensors`, which must be exactly `specs` (name -> (shape, dtype)) in order,
+    as one safetensors file. Returns the number of data bytes written."""
+    from safetensors.numpy import save_file
+
+    names, out = list(specs), {}
+    for k, (name, arr) in enumerate(tensors):
+        if k >= len(names):
+            raise ValueError(f"{path}: got more than the {len(names)} planned tensors")
+        shape, dtype = specs[names[k]]
+        if name != names[k] or tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dtype):
+            raise ValueError(f"{path}: tensor {name} {arr.shape} {arr.dtype} does not match the planned "
+                             f"{names[k]} {shape} {dtype}")
+        out[name] = np.ascontiguousarray(arr)
+    if len(out) != len(names):
+        raise ValueError(f"{path}: got {len(out)} tensors, planned {len(names)}")
+    save_file(out, path, metadata=metadata or {"format": "pt"})
+    return sum(a.nbytes for a in out.values())

@@ -3,7 +3,8 @@
 Restart semantics: a run pointed at an output dir that holds checkpoints continues from the newest *finalized*
 one (Orbax only lists steps whose write completed), restoring params, optimizer state, step, RNG and the data
 iterator position, so a run killed at any moment and restarted ends bitwise where an uninterrupted run ends.
-A loss or gradient norm that is not finite stops the run before anything of that step is saved.
+A loss or gradient norm that is not finite stops the run before anything of that step is saved: metrics are read one
+step late (the host queues step n+1 before waiting for step n's), and always before a save and at the end.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from camel_jax.model.mesh import MeshError, build_mesh, mesh_str, parse_mesh
 from camel_jax.model.partition import replicated
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
-from camel_jax.train.metrics import MetricsWriter
+from camel_jax.train.metrics import LateMetrics, MetricsWriter
 from camel_jax.train.setup import Setup, prepare
 from camel_jax.train.spec import resolve_run
 
@@ -130,6 +131,26 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                            print_every=t.print_every)
     step, saved = start, start
     compiled = None
+    late = LateMetrics()
+
+    def record(done: tuple | None) -> None:
+        """Check one step's metrics (stopping on NaN/Inf) and log them."""
+        nonlocal tokens_seen, last_loss
+        if done is None:
+            return
+        n, m, n_tok, dt = done
+        if not (math.isfinite(m["loss"]) and math.isfinite(m.get("grad_norm", 0.0))):
+            ckpt.wait()
+            good = ckpt.latest_step()
+            where = f"{ckpt.directory}/{good}" if good else "none was written"
+            raise TrainingDiverged(
+                f"loss {m['loss']} / grad_norm {m.get('grad_norm')} at step {n} is not finite: stopping. "
+                f"Nothing of this step was saved; the last good checkpoint is {where}. Lower --config.train.lr "
+                f"or check the data, then rerun: the run resumes from that checkpoint.")
+        tokens_seen += n_tok
+        last_loss = m["loss"]
+        writer.log(n, m, dt, n_tok)
+
     try:
         while step < total:
             local = {k: v for k, v in next(data_it).items() if k in spec.batch_keys}
@@ -145,24 +166,13 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
             with jax.set_mesh(mesh):
                 state, m = compiled(state, batch)
                 n_tok = count_tokens(batch["segment_ids"])
-            m = {k: float(v) for k, v in jax.device_get(m).items()}
-            n_tok = int(n_tok)
-            dt = time.perf_counter() - t0
             step += 1
-            if not (math.isfinite(m["loss"]) and math.isfinite(m.get("grad_norm", 0.0))):
-                ckpt.wait()
-                good = ckpt.latest_step()
-                where = f"{ckpt.directory}/{good}" if good else "none was written"
-                raise TrainingDiverged(
-                    f"loss {m['loss']} / grad_norm {m.get('grad_norm')} at step {step} is not finite: stopping. "
-                    f"Nothing of this step was saved; the last good checkpoint is {where}. Lower --config.train.lr "
-                    f"or check the data, then rerun: the run resumes from that checkpoint.")
-            tokens_seen += n_tok
-            last_loss = m["loss"]
-            writer.log(step, m, dt, n_tok)
+            record(late.push(step, m, n_tok, t0))  # the previous step's metrics, read now that this one is queued
             if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == total:
+                record(late.pop())  # never save a state whose metrics were not checked
                 ckpt.save(step, state, _meta(cfg, step, data_it.get_state(), tokens_seen, last_loss))
                 saved = step
+        record(late.pop())
         ckpt.wait()
     finally:
         data_it.close()

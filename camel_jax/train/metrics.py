@@ -2,6 +2,8 @@
 
 Only process 0 writes (every other process gets a writer that does nothing), so a multi-host run has one log.
 A resumed run rewrites the log up to its restart step first, so steps replayed after a kill are not counted twice.
+`LateMetrics` reads each step's metrics off the device only once the next step is queued, so the host never waits
+on the device between steps.
 """
 from __future__ import annotations
 
@@ -42,6 +44,40 @@ def mfu(tokens_per_s: float, flops_per_token: float, num_devices: int, device_ki
     if peak is None or num_devices < 1:
         return None
     return tokens_per_s * flops_per_token / (num_devices * peak)
+
+
+class LateMetrics:
+    """Per-step device metrics read one step late: `push` queues the step just dispatched and returns the one before
+    it, now on the host (that read waits only for the previous step; the device already has the next). Reading the
+    step just dispatched instead would idle the device while the host assembles the next batch.
+
+    Records are (step, {name: float}, tokens: int, seconds): seconds run from when the step could start (its
+    dispatch, or the previous step's read, whichever is later) to its read: the device time per step when the host
+    keeps up, the host's when it does not."""
+
+    def __init__(self):
+        self._pending: tuple | None = None
+        self._last_read = float("-inf")
+
+    def push(self, step: int, metrics: dict, tokens: Any, t_dispatch: float) -> tuple | None:
+        done = self.pop()
+        self._pending = (step, metrics, tokens, t_dispatch)
+        return done
+
+    def pop(self) -> tuple | None:
+        """The pending step's record now (waiting for it), or None; the loop calls this before every save and at
+        the end, so no state is saved before its metrics were checked."""
+        if self._pending is None:
+            return None
+        import jax
+
+        step, metrics, tokens, t0 = self._pending
+        self._pending = None
+        metrics, tokens = jax.device_get((metrics, tokens))
+        now = time.perf_counter()
+        record = (step, {k: float(v) for k, v in metrics.items()}, int(tokens), now - max(t0, self._last_read))
+        self._last_read = now
+        return record
 
 
 def _fmt_time(seconds: float) -> str:
