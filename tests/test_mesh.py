@@ -5,6 +5,7 @@ import pytest
 
 from camel_jax.model.mesh import AXES, MeshError, build_mesh, check_batch, mesh_str, parse_mesh
 from camel_jax.model.config import get_preset
+from tpu_util import tpu_devices
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -74,18 +75,8 @@ def test_a_layout_the_devices_cannot_give_is_an_error_not_a_reshape(monkeypatch)
         build_mesh("dp2,fsdp2,mp2")
 
 
-def _two_slices():
-    try:
-        from jax.experimental.topologies import get_topology_desc
-
-        return get_topology_desc(platform="tpu", topology_name="v5e:2x2", chip_config_name="default",
-                                 chips_per_host_bounds=(2, 2, 1), num_slices=2).devices
-    except Exception as e:  # no libtpu: the CPU-only install
-        pytest.skip(f"a multi-slice TPU topology needs libtpu (pip install -e '.[tpu]'): {type(e).__name__}: {e}")
-
-
 def test_multi_slice_meshes_span_slices_with_dp_only():
-    devices = _two_slices()  # 2 slices × 4 v5e chips, compiled for (not run) on this host
+    devices = tpu_devices(num_slices=2)  # 2 slices × 4 v5e chips, compiled for (not run) on this host
     mesh = build_mesh("dp2,fsdp2,mp2", devices=devices)
     slice_of = np.vectorize(lambda d: d.slice_index)(mesh.devices)
     assert (slice_of[0] == 0).all() and (slice_of[1] == 1).all()  # dp's two halves are the two slices

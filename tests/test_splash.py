@@ -10,6 +10,7 @@ from camel_jax.model.attention import dot_attention
 from camel_jax.model.config import get_preset
 from camel_jax.model.splash import splash_attention
 from rows_util import LAYOUTS, length, rows, self_mask
+from tpu_util import tpu_devices
 
 
 def _qkv(b, t, h, kv, hd, seed):
@@ -98,16 +99,6 @@ def test_attention_choice_follows_the_platform():
         cfg.replace(attention="flash").validate()
 
 
-def _tpu_devices():
-    try:
-        from jax.experimental.topologies import get_topology_desc
-
-        return get_topology_desc(platform="tpu", topology_name="v5e:2x2", chip_config_name="default",
-                                 chips_per_host_bounds=(2, 2, 1), num_slices=1).devices
-    except Exception as e:  # no libtpu: the CPU-only install
-        pytest.skip(f"compiling for TPU needs libtpu (pip install -e '.[tpu]'): {type(e).__name__}: {e}")
-
-
 @pytest.mark.parametrize("remat,forward_kernels", [("save_dots", 1), ("full", 2)])
 def test_train_step_compiles_for_tpu_with_the_splash_kernel(remat, forward_kernels):
     """On a TPU topology (compiled here, not run) "auto" picks the Mosaic kernel, split over fsdp2,mp2. Under
@@ -119,7 +110,7 @@ def test_train_step_compiles_for_tpu_with_the_splash_kernel(remat, forward_kerne
     from camel_jax.train.step import lower_train_step
 
     cfg = get_preset("tiny-gqa", remat=remat)
-    mesh = build_mesh("fsdp2,mp2", cfg, devices=_tpu_devices())
+    mesh = build_mesh("fsdp2,mp2", cfg, devices=tpu_devices())
     lowered = lower_train_step(cfg, make_optimizer(total_steps=10), mesh, grad_accum=1, micro_rows=4, seq_len=128)
     kernels = re.findall(r'kernel_name = "(splash_[a-z_]+)"', lowered.as_text())
     assert sum("_fwd_" in k for k in kernels) == forward_kernels, kernels

@@ -235,10 +235,10 @@ def test_bf16_step_matmuls_run_in_bf16(loss_chunk):
 
 def test_bf16_step_compiled_for_tpu_keeps_bf16_matmuls():
     """On a TPU topology (compiled here, not run) XLA keeps every matmul of the step on bf16 operands."""
-    from test_splash import _tpu_devices
+    from tpu_util import tpu_devices
 
     cfg = get_preset("tiny-gqa", dtype="bfloat16")
-    mesh = build_mesh("fsdp2,mp2", cfg, devices=_tpu_devices())
+    mesh = build_mesh("fsdp2,mp2", cfg, devices=tpu_devices())
     found = dots(lower_train_step(cfg, SGD, mesh, 1, 4, 128, loss_chunk=8).compile().as_text())
     assert len(found) >= 24 and all(lhs == rhs == "bf16" for _, lhs, rhs, _ in found), found
 
