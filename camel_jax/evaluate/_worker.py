@@ -220,8 +220,15 @@ def _run_job(job, limits, isolated):
     os.close(r)
     os.close(pidfd)
     _clean_up(pid, isolated)
-    for name in os.listdir("/tmp") if isolated else [os.path.basename(job["cwd"])]:
-        shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
+    # Inside the sandbox /tmp is ours alone: empty it all. Unsafe mode: only the job's own directory.
+    for path in [os.path.join("/tmp", n) for n in os.listdir("/tmp")] if isolated else [job["cwd"]]:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
     if data:
         return data.decode("utf-8", "replace")
     if hard_timeout:
