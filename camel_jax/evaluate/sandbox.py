@@ -220,36 +220,52 @@ class Sandbox:
         elif backend not in BACKENDS:
             raise ValueError(f"unknown sandbox backend {backend!r}")
         self.backend, self.limits = backend, limits
-        self.workers = [_Worker(backend, limits, i) for i in range(workers or os.cpu_count() or 1)]
+        # Each worker lives in a thread of its own for the Sandbox's lifetime: bwrap --die-with-parent uses
+        # PR_SET_PDEATHSIG, which fires when the *thread* that started it exits, so a worker (re)spawned by a
+        # short-lived thread would be killed with it.
+        self._jobs: queue.Queue = queue.Queue()
+        started: queue.Queue = queue.Queue()
+        self._threads = [threading.Thread(target=self._serve, args=(i, started), daemon=True)
+                         for i in range(workers or os.cpu_count() or 1)]
+        for t in self._threads:
+            t.start()
+        errors = [e for e in (started.get() for _ in self._threads) if e is not None]
+        if errors:
+            self.close()
+            raise errors[0]
+
+    def _serve(self, index: int, started: queue.Queue):
+        try:
+            worker = _Worker(self.backend, self.limits, index)
+        except SandboxUnavailable as e:
+            started.put(e)
+            return
+        started.put(None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                i, program, answer = job
+                answer((i, worker.run(program)))
+        finally:
+            worker.close()
 
     def run(self, programs: Sequence[str], on_result: Callable[[int, str], None] | None = None) -> list[str]:
-        jobs: queue.Queue = queue.Queue()
+        """One result per program, in order; on_result(i, result) is called (in this thread) as each finishes."""
+        answers: queue.Queue = queue.Queue()
         for i, p in enumerate(programs):
-            jobs.put((i, p))
+            self._jobs.put((i, p, answers.put))
         results: list = [None] * len(programs)
-        lock = threading.Lock()
-
-        def drain(worker):
-            while True:
-                try:
-                    i, p = jobs.get_nowait()
-                except queue.Empty:
-                    return
-                results[i] = worker.run(p)
-                if on_result:
-                    with lock:
-                        on_result(i, results[i])
-
-        threads = [threading.Thread(target=drain, args=(w,), daemon=True) for w in self.workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for _ in programs:
+            i, results[i] = answers.get()
+            if on_result:
+                on_result(i, results[i])
         return results
 
     def close(self):
-        for w in self.workers:
-            w.close()
+        for t in self._threads:
+            if t.is_alive():
+                self._jobs.put(None)
+        for t in self._threads:
+            t.join()
 
     def __enter__(self):
         return self
