@@ -181,3 +181,11 @@ def test_refuses_without_isolation(monkeypatch):
     with sb.Sandbox(workers=1, unsafe=True) as unsafe:
         assert unsafe.backend is None
         assert unsafe.run(["x = 1", "assert 0, 'no'", "while True: pass"]) == ["passed", "failed: no", "timed out"]
+
+
+def test_a_broken_worker_stops_the_run(monkeypatch):
+    """A worker that cannot go on (say, its respawn failed) makes `run` raise, not hang or invent results."""
+    with sb.Sandbox(workers=1, unsafe=True, backend="none") as s:
+        monkeypatch.setattr(sb._Worker, "run", lambda self, program: (_ for _ in ()).throw(OSError("gone")))
+        with pytest.raises(sb.SandboxUnavailable, match="gone"):
+            s.run(["x = 1", "x = 2"])

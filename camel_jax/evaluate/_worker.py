@@ -112,6 +112,7 @@ def _drop_privileges(uid):
     """Become `uid` (drops every capability), or, when only root is mapped (user namespace), clear capabilities."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: programs (same uid) cannot ptrace us or open our /proc/<pid>/fd
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)

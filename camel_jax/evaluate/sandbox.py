@@ -30,6 +30,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -63,11 +64,14 @@ def _python() -> str:
 
 
 def _ro_paths() -> list[str]:
-    """What Python needs, read-only: its installation(s) and the shared libraries, nothing else of the host."""
-    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(_python()))}
+    """What Python needs, read-only: its executable, standard library, site-packages, libpython and the shared
+    libraries (`/usr/lib*`), nothing else of the host (no /etc, /home, /usr/bin, the caller's files)."""
+    sc = sysconfig.get_paths()
+    paths = {_python(), sc["stdlib"], sc["platstdlib"], sc["purelib"], sc["platlib"],
+             sysconfig.get_config_var("LIBDIR") or sc["stdlib"]}
     paths |= {p for p in ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/lib", "/lib64")
               if os.path.isdir(p) and not os.path.islink(p)}
-    paths = sorted(os.path.realpath(p) for p in paths)
+    paths = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
     return [p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths)]
 
 
@@ -104,7 +108,7 @@ def _command(backend: str, cfg: dict) -> list[str]:
                 "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
         return cmd + worker + [json.dumps(cfg)]
     if backend == "unshare":
-        cfg = dict(cfg, binds=[("dir", p, p) for p in _ro_paths()] + [("symlink", t, lk) for t, lk in _lib_symlinks()]
+        cfg = dict(cfg, binds=[("dir" if os.path.isdir(p) else "file", p, p) for p in _ro_paths()] + [("symlink", t, lk) for t, lk in _lib_symlinks()]
                    + [("file", f"/dev/{n}", f"/dev/{n}") for n in ("null", "zero", "urandom", "random")])
         ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child"]
         return ["unshare"] + ([] if root else ["--user", "--map-root-user"]) + ns + worker + [json.dumps(cfg)]
@@ -244,7 +248,11 @@ class Sandbox:
         try:
             while (job := self._jobs.get()) is not None:
                 i, program, answer = job
-                answer((i, worker.run(program)))
+                try:
+                    answer((i, worker.run(program)))
+                except Exception as e:  # e.g. a respawn that failed: stop the run rather than hang or guess
+                    answer((i, e))
+                    return
         finally:
             worker.close()
 
@@ -256,11 +264,23 @@ class Sandbox:
         results: list = [None] * len(programs)
         for _ in programs:
             i, results[i] = answers.get()
+            if isinstance(results[i], Exception):
+                self._drop_pending()
+                raise SandboxUnavailable(f"a sandbox worker failed: {results[i]}")
             if on_result:
                 on_result(i, results[i])
         return results
 
+    def _drop_pending(self):
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                return
+
     def close(self):
+        """Stop the workers; programs not yet started are dropped (so an interrupted run ends promptly)."""
+        self._drop_pending()
         for t in self._threads:
             if t.is_alive():
                 self._jobs.put(None)
