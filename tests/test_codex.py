@@ -123,3 +123,18 @@ def test_unknown_flag_exits_2_with_one_line():
     r = subprocess.run([sys.executable, "-m", "camel_jax.evaluate", "--no-such-flag-xyz"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr and not r.stdout, r.stderr
+
+
+def test_cli_refuses_to_run_code_without_isolation(humaneval, tmp_path, capsys, monkeypatch):
+    from camel_jax.evaluate import sandbox
+
+    monkeypatch.setattr(sandbox, "detect_backend", lambda: None)
+    monkeypatch.setattr(sandbox, "isolation_works", lambda backend: f"{backend} is not installed")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"task_id": "test/0", "completion": "    return 1"}\n')
+    argv = ["codex", "--samples", str(samples), "--problems", str(humaneval / "example_problem.jsonl")]
+    _one_line_error(argv, capsys, "--unsafe_no_sandbox")
+    _one_line_error(argv + ["--sandbox", "bwrap"], capsys, "bwrap is not installed")
+    assert not (tmp_path / "s.jsonl_results.jsonl").exists()
+    assert main(argv + ["--unsafe_no_sandbox", "--no_progress"]) == 0  # the explicit flag runs it, unisolated
+    assert "none (unsafe)" in capsys.readouterr().err

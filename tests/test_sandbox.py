@@ -189,3 +189,9 @@ def test_a_broken_worker_stops_the_run(monkeypatch):
         monkeypatch.setattr(sb._Worker, "run", lambda self, program: (_ for _ in ()).throw(OSError("gone")))
         with pytest.raises(sb.SandboxUnavailable, match="gone"):
             s.run(["x = 1", "x = 2"])
+
+
+def test_an_unusable_backend_is_refused_with_the_reason(monkeypatch):
+    monkeypatch.setattr(sb, "isolation_works", lambda backend: f"{backend} is not installed")
+    with pytest.raises(sb.SandboxUnavailable, match="bwrap is not installed"):
+        sb.Sandbox(workers=1, backend="bwrap")

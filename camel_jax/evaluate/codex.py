@@ -125,12 +125,12 @@ def score_samples(samples_path: str | os.PathLike, problems_path: str | os.PathL
         raise SamplesError(f"{samples_path}: {len(missing)} of {len(problems)} problems have no sample "
                            f"(first: {missing[0]}); pass the ignore-incomplete flag to score the others")
     programs = [build_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(programs), desc="codex", unit="program")
     with Sandbox(workers=workers, limits=limits, backend=backend, unsafe=unsafe) as sandbox:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(programs), desc="codex", unit="program")
         results = sandbox.run(programs, on_result=(lambda i, r: bar.update()) if bar else None)
         used = sandbox.backend or "none (unsafe)"
     if bar:

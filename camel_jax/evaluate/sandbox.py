@@ -134,8 +134,12 @@ class _Worker:
         if self.backend == "unshare":
             cfg["scratch"] = self.scratch = tempfile.mkdtemp(prefix="camel_jax_root_")
         env = {} if self.backend else {"PATH": "/usr/bin:/bin", "HOME": self.tmp, "TMPDIR": self.tmp}
-        self.proc = subprocess.Popen(_command(self.backend, cfg), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=self.tmp, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(_command(self.backend, cfg), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, cwd=self.tmp, start_new_session=True)
+        except OSError as e:
+            self.close()
+            raise SandboxUnavailable(f"cannot start the {self.backend or 'unsafe'} worker: {e}") from None
         hello = self._read(30.0)
         if not hello or not hello.get("ready"):
             err = self.close() or ""
@@ -221,10 +225,13 @@ class Sandbox:
             if not unsafe:
                 why = "; ".join(f"{b}: {isolation_works(b)}" for b in BACKENDS)
                 raise SandboxUnavailable(f"no isolation for generated code ({why}); install bubblewrap "
-                                         "(apt-get install bubblewrap) or pass the explicit unsafe flag")
+                                         "(apt-get install bubblewrap), or run it unisolated with unsafe=True "
+                                         "(command line: --unsafe_no_sandbox)")
             backend = None
         elif backend not in BACKENDS:
             raise ValueError(f"unknown sandbox backend {backend!r}")
+        elif why := isolation_works(backend):
+            raise SandboxUnavailable(f"the {backend} sandbox does not work here: {why}")
         self.backend, self.limits = backend, limits
         # Each worker lives in a thread of its own for the Sandbox's lifetime: bwrap --die-with-parent uses
         # PR_SET_PDEATHSIG, which fires when the *thread* that started it exits, so a worker (re)spawned by a
