@@ -110,8 +110,10 @@ def _command(backend: str, cfg: dict) -> list[str]:
                 "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
         return cmd + worker + [json.dumps(cfg)]
     if backend == "unshare":
-        cfg = dict(cfg, binds=[("dir" if os.path.isdir(p) else "file", p, p) for p in _ro_paths()] + [("symlink", t, lk) for t, lk in _lib_symlinks()]
-                   + [("file", f"/dev/{n}", f"/dev/{n}") for n in ("null", "zero", "urandom", "random")])
+        binds = [("dir" if os.path.isdir(p) else "file", p, p) for p in _ro_paths()]
+        binds += [("symlink", target, link) for target, link in _lib_symlinks()]
+        binds += [("file", f"/dev/{n}", f"/dev/{n}") for n in ("null", "zero", "urandom", "random")]
+        cfg = dict(cfg, binds=binds)
         ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child"]
         return ["unshare"] + ([] if root else ["--user", "--map-root-user"]) + ns + worker + [json.dumps(cfg)]
     return worker + [json.dumps(cfg)]
