@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ckpt_dir")
     p.add_argument("--param_dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="dtype the parameters are stored in (float32: the fp32 master weights training uses)")
+    p.add_argument("--gguf_file", default=None,
+                   help="a GGUF file inside hf_dir: dequantized through transformers, then imported (convert/gguf.py)")
     p = sub.add_parser("export-hf", help="camel_jax checkpoint (converted or training) -> Hugging Face folder")
     p.add_argument("ckpt_dir")
     p.add_argument("hf_dir")
@@ -30,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
             from camel_jax.params_io import tokenizer_dir
 
-            cfg = import_hf(args.hf_dir, args.ckpt_dir, param_dtype=args.param_dtype)
+            if args.gguf_file:
+                from camel_jax.convert.gguf import import_gguf
+
+                cfg = import_gguf(args.hf_dir, args.gguf_file, args.ckpt_dir, param_dtype=args.param_dtype)
+            else:
+                cfg = import_hf(args.hf_dir, args.ckpt_dir, param_dtype=args.param_dtype)
             print(f"wrote {args.ckpt_dir}: {cfg.num_params():,} parameters, {cfg.num_layers} layers")
             if tokenizer_dir(args.ckpt_dir) is None:
                 print(f"warning: {args.hf_dir} has no tokenizer files; {args.ckpt_dir}/tokenizer is missing",
