@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"),
                    help="dtype of the written tensors (default: as stored, float32 for converted checkpoints)")
     p.add_argument("--max_shard_size", default="5GB")
+    p.add_argument("--chat_template", default="auto", choices=("auto", "tulu", "keep"),
+                   help="the tokenizer's chat_template: tulu (the format camel_jax trains), keep (the checkpoint's); "
+                        "auto: tulu for a training run's checkpoint, keep for a converted one")
     p = sub.add_parser("import-llama2c", help="llama2.c model.bin + tokenizer.bin -> camel_jax checkpoint")
     p.add_argument("model_bin")
     p.add_argument("tokenizer_bin")
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-hf":
             from camel_jax.convert.hf import export_hf
 
-            files = export_hf(args.ckpt_dir, args.hf_dir, dtype=args.dtype, max_shard_size=args.max_shard_size)
+            files = export_hf(args.ckpt_dir, args.hf_dir, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                              chat_template=args.chat_template)
             print(f"wrote {args.hf_dir}: {', '.join(files)}")
             if "tokenizer_config.json" not in files and "tokenizer.json" not in files:
                 print(f"warning: {args.ckpt_dir} has no tokenizer; {args.hf_dir} holds none", file=sys.stderr)

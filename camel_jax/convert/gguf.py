@@ -11,6 +11,7 @@ and lands in the checkpoint's tokenizer/ like any HF import.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
@@ -23,12 +24,12 @@ def gguf_to_hf(src_dir: str, gguf_file: str, hf_dir: str) -> str:
     path = os.path.join(src_dir, gguf_file)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such GGUF file")
-    try:
-        import gguf  # noqa: F401  (transformers needs it; say so before it fails deep inside)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:
-        raise ConversionError(f"reading GGUF files needs transformers and the gguf package "
-                              f"(pip install gguf accelerate): {e}") from None
+    missing = [m for m in ("transformers", "gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:  # transformers needs all three; say so before it fails deep inside
+        raise ConversionError(f"reading GGUF files needs {', '.join(missing)} (pip install transformers gguf "
+                              f"accelerate)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
         tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
