@@ -4,8 +4,9 @@ asked, and batch invariance across batch sizes 1/3/8.
 
 Tolerances (fp32 on CPU; asserted, with the worst seen when written): small random preset vs transformers
 <= 1e-5 per token and summed; SmolLM2 vs transformers <= 1e-4 per token and summed (2.2e-5 and 1.4e-5 seen);
-batch sizes 1/3/8 agree within 1e-5 (9.5e-7 seen on the random preset over 28 requests up to 100 tokens; SmolLM2's
-worst is printed, run with -s), greedy flags identical."""
+batch sizes 1/3/8 agree, greedy flags identical and values within 1e-5 on the random preset (9.5e-7 seen, 28
+requests up to 100 tokens) and 5e-5 on SmolLM2 (1.5e-5 seen). Not bitwise: XLA's fp32 summation order changes with
+the batch's shape, both its rows (1.1e-5 at one fixed width) and its bucket width (5.7e-6 at one batch size)."""
 import numpy as np
 import pytest
 
@@ -131,10 +132,12 @@ def test_smollm2_matches_transformers(smollm2):
     reqs = [encode_pair(tok, c, x) for c, x in pairs]
     runs = {b: Scorer(params, cfg, batch_size=b).loglikelihood(reqs) for b in (1, 3, 8)}
     got = runs[3]
-    spread = max(abs(a.logprob - r.logprob) for b in (1, 8) for a, r in zip(runs[b], got))
+    spread = max(max(abs(a.logprob - r.logprob), float(np.max(np.abs(np.subtract(a.token_logprobs,
+                                                                                   r.token_logprobs)))))
+                 for b in (1, 8) for a, r in zip(runs[b], got))
     assert all(a.is_greedy == r.is_greedy for b in (1, 8) for a, r in zip(runs[b], got))
-    print(f"smollm2 batch sizes 1/3/8: worst difference of sums {spread:.2e}")
-    assert spread <= 1e-5, spread
+    print(f"smollm2 batch sizes 1/3/8: worst difference {spread:.2e}")
+    assert spread <= 5e-5, spread
     worst_tok = worst_sum = 0.0
     for r, (s, t, greedy) in zip(got, _reference(hf_model(smollm2.hf_dir), reqs)):
         assert r.num_tokens == len(t) and r.is_greedy == greedy
