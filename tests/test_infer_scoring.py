@@ -114,6 +114,21 @@ def test_truncation_buckets_and_errors(tiny):
         Scorer(params, cfg, batch_size=0)
 
 
+@pytest.mark.parametrize("spec", ["dp2,mp2", "fsdp2,mp2", "mp2", "dp4"])
+def test_mesh_equals_one_device(tiny, spec):
+    from camel_jax.model.mesh import build_mesh
+
+    cfg, params, _ = tiny
+    reqs = _requests(4, 8, cfg.vocab_size, max_ctx=60)
+    want = Scorer(params, cfg, batch_size=4).loglikelihood(reqs)
+    mesh = build_mesh(spec, cfg, devices=jax.devices()[:4 if "4" in spec or "," in spec else 2])
+    got = Scorer(params, cfg, batch_size=4, mesh=mesh).loglikelihood(reqs)
+    for a, r in zip(want, got):
+        assert a.is_greedy == r.is_greedy and abs(a.logprob - r.logprob) <= 1e-5
+    with pytest.raises(ValueError, match="does not split"):
+        Scorer(params, cfg, batch_size=3, mesh=build_mesh("dp2", cfg, devices=jax.devices()[:2]))
+
+
 def test_encode_pair_like_the_harness(shared_data):
     tok = load_tokenizer(str(shared_data / "llama_tokenizer"))
     ctx, cont = encode_pair(tok, "Question: 2+2=?\nAnswer: ", "4")

@@ -30,7 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.llama import Llama, positions_from_mask
+from camel_jax.model.llama import Llama, param_shardings, positions_from_mask
+from camel_jax.model.mesh import mesh_str
+from camel_jax.model.partition import batch_sharding, data_shards
 
 MIN_BUCKET = 16
 
@@ -82,11 +84,21 @@ def _forward(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfi
 
 
 class Scorer:
-    """Scores token-id requests with one model. batch_size: rows per forward (fixed, so shapes do not vary)."""
+    """Scores token-id requests with one model. batch_size: rows per forward (fixed, so shapes do not vary).
+    mesh: parameters sharded by their logical names (`param_shardings`, training's table: mp splits heads, the
+    FFN and the vocabulary), rows split over dp×fsdp (`batch_sharding`); batch_size must divide by dp×fsdp."""
 
-    def __init__(self, params: Any, cfg: LlamaConfig, batch_size: int = 8, max_len: int | None = None):
+    def __init__(self, params: Any, cfg: LlamaConfig, batch_size: int = 8, max_len: int | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mesh, self._rows = mesh, None
+        if mesh is not None:
+            if batch_size % data_shards(mesh):
+                raise ValueError(f"batch_size {batch_size} does not split over the mesh's {data_shards(mesh)} "
+                                 f"data shards ({mesh_str(mesh)})")
+            params = jax.device_put(params, param_shardings(cfg, mesh))
+            self._rows = batch_sharding(mesh, 2)
         self.params, self.cfg, self.batch_size = params, cfg, int(batch_size)
         self.max_len = int(max_len or cfg.max_seq_len)
         self.buckets = buckets(self.max_len)
@@ -107,7 +119,13 @@ class Scorer:
             for r, x in enumerate(chunk):
                 tokens[r, :len(x)] = x
                 mask[r, :len(x)] = 1
-            lp, greedy, final = jax.device_get(_forward(self.params, tokens, mask, cfg=self.cfg))
+            if self.mesh is None:
+                result = _forward(self.params, tokens, mask, cfg=self.cfg)
+            else:
+                with jax.set_mesh(self.mesh):
+                    result = _forward(self.params, jax.device_put(tokens, self._rows),
+                                      jax.device_put(mask, self._rows), cfg=self.cfg)
+            lp, greedy, final = jax.device_get(result)
             self.forwards += len(chunk)
             for r, x in enumerate(chunk):
                 out[x] = (lp[r, :len(x)], greedy[r, :len(x)], final[r, :self.cfg.vocab_size])
