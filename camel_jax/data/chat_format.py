@@ -30,6 +30,11 @@ Newline after a mid-conversation `</s>` — two behaviours exist (open_instruct.
   open-instruct's prefix arithmetic implies — those two tokens are trained (they belong to the assistant message).
 
 Single-turn conversations (most of the mix) are identical under both.
+
+Inference shares this module: `encode_prompt` is the training stream's prefix up to the assistant header (what a
+TÜLU model generates from; camel_jax/infer/chat.py), and `chat_template` the same format as a Hugging Face jinja
+template, which `convert export-hf` installs as the tokenizer's so transformers' `apply_chat_template` reproduces
+these ids (single- and multi-turn, both newline behaviours; tests/test_infer_chat.py names the cases it cannot).
 """
 from __future__ import annotations
 

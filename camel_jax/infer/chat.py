@@ -11,6 +11,7 @@ A plain string prompt is one user message under ``tulu`` and ``hf``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from camel_jax.data import chat_format
@@ -26,15 +27,18 @@ def _messages(prompt: str | Sequence[dict]) -> list[dict]:
     return list(prompt)
 
 
-def hf_tokenizer(tokenizer):
-    """The transformers tokenizer behind a camel_jax Tokenizer (loaded from its folder for a SentencePiece one)."""
-    hf = getattr(tokenizer, "_hf", None)
-    if hf is None:
-        from transformers import AutoTokenizer
+@functools.lru_cache(maxsize=8)
+def _auto_tokenizer(path: str):
+    from transformers import AutoTokenizer
 
-        hf = tokenizer._hf_for_chat = getattr(tokenizer, "_hf_for_chat", None) or AutoTokenizer.from_pretrained(
-            tokenizer.path)
-    return hf
+    return AutoTokenizer.from_pretrained(path)
+
+
+def hf_tokenizer(tokenizer):
+    """The transformers tokenizer behind a camel_jax Tokenizer; for a SentencePiece one (which camel_jax runs
+    without transformers, model/tokenizer.py) the same folder loaded by AutoTokenizer, only for its template."""
+    hf = getattr(tokenizer, "_hf", None)
+    return hf if hf is not None else _auto_tokenizer(tokenizer.path)
 
 
 def encode_prompt(prompt: str | Sequence[dict], fmt: str, tokenizer, *, newline_after_eos: bool = False,
