@@ -59,3 +59,11 @@ def test_greedy_chatml_answer(smollm2):
     out = greedy_generate(params, cfg, [prompt], 24, tok.eos_id)[0]
     assert out[-1] == tok.eos_id
     assert tok.decode(out[:-1]).strip() == "The capital of France is Paris."
+
+
+def test_cli_missing_gguf_is_one_line_exit_2(tmp_path, capsys):
+    from camel_jax.convert.__main__ import main
+
+    assert main(["import-hf", str(tmp_path), str(tmp_path / "out"), "--gguf_file", "nope.gguf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nope.gguf" in err and "\n" not in err
