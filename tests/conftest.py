@@ -21,3 +21,11 @@ def shared_data() -> pathlib.Path:
     if not path.is_dir():
         pytest.skip(f"needs the shared data folder {path} (present in CI; absent in a user's fresh clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(shared_data, tmp_path_factory):
+    """SmolLM2-135M-Instruct converted once per session from its GGUF (tests/smollm2_util.py), or a skip."""
+    from smollm2_util import convert
+
+    return convert(shared_data, tmp_path_factory.mktemp("smollm2"))

@@ -17,6 +17,7 @@ import numpy as np
 
 from camel_jax import params_io
 from camel_jax.convert.safetensors_io import SafetensorsFile, np_dtype, write_safetensors
+from camel_jax.data.chat_format import chat_template as tulu_chat_template
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.vocab import pad_vocab, trim_vocab
 
@@ -313,9 +314,37 @@ def parse_size(text: str) -> int:
     raise ValueError(f"--max_shard_size {text!r}: expected a size such as 5GB, 500MB or 2GiB")
 
 
-def write_tokenizer(src: str | None, hf_dir: str) -> list[str]:
+CHAT_TEMPLATES = ("auto", "tulu", "keep")
+
+
+def resolve_chat_template(ckpt_dir: str, choice: str = "auto") -> str:
+    """"tulu" for a training run's checkpoint under "auto" (camel_jax trains the TÜLU format), else "keep" (a
+    converted checkpoint keeps the template it came with)."""
+    if choice not in CHAT_TEMPLATES:
+        raise ValueError(f"chat_template must be one of {CHAT_TEMPLATES}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    trained = any(os.path.isdir(os.path.join(ckpt_dir, d)) for d in ("checkpoints", params_io.STATE_ITEM))
+    return "tulu" if trained else "keep"  # a run's output folder, or one of its step folders
+
+
+def _write_chat_template(hf_dir: str, template: str) -> None:
+    """chat_template.jinja (what transformers >= 4.43 reads), and no competing copy in tokenizer_config.json."""
+    with open(os.path.join(hf_dir, "chat_template.jinja"), "w") as f:
+        f.write(template)
+    tc = os.path.join(hf_dir, "tokenizer_config.json")
+    if os.path.isfile(tc):
+        d = params_io.read_json(tc, ConversionError)
+        if "chat_template" in d:
+            del d["chat_template"]
+            with open(tc, "w") as f:
+                json.dump(d, f, indent=2)
+
+
+def write_tokenizer(src: str | None, hf_dir: str, chat_template: str | None = None) -> list[str]:
     """Copy tokenizer files; a bare tokenizer.model gets a tokenizer_config.json naming LlamaTokenizer with BOS on,
-    without which AutoTokenizer (transformers 5.x) silently yields different ids (reference tokenizer_notes.md)."""
+    without which AutoTokenizer (transformers 5.x) silently yields different ids (reference tokenizer_notes.md).
+    chat_template: a jinja template to install as the tokenizer's (replacing the copied one)."""
     written = []
     for n in TOKENIZER_FILES if src else ():
         if os.path.isfile(os.path.join(src, n)):
@@ -326,14 +355,21 @@ def write_tokenizer(src: str | None, hf_dir: str) -> list[str]:
             json.dump({"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
                        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True}, f, indent=2)
         written.append("tokenizer_config.json")
+    if chat_template is not None and written:
+        _write_chat_template(hf_dir, chat_template)
+        written = sorted(set(written) | {"chat_template.jinja"})
     return written
 
 
-def export_hf(ckpt_dir: str, hf_dir: str, dtype: str | None = None, max_shard_size: str = "5GB") -> list[str]:
+def export_hf(ckpt_dir: str, hf_dir: str, dtype: str | None = None, max_shard_size: str = "5GB",
+              chat_template: str = "auto") -> list[str]:
     """camel_jax checkpoint (converted or training) -> HF folder loadable by LlamaForCausalLM and AutoTokenizer.
-    dtype defaults to the stored parameter dtype, so an fp32 export reproduces every tensor bit for bit."""
+    dtype defaults to the stored parameter dtype, so an fp32 export reproduces every tensor bit for bit.
+    chat_template (`resolve_chat_template`): "tulu" writes the TÜLU format (data/chat_format.chat_template) as the
+    tokenizer's, so `apply_chat_template` gives the ids the model was trained on; "keep" copies the checkpoint's."""
     if os.path.isdir(hf_dir) and os.listdir(hf_dir):
         raise FileExistsError(f"{hf_dir} exists and is not empty; choose a new output folder")
+    template = tulu_chat_template() if resolve_chat_template(ckpt_dir, chat_template) == "tulu" else None
     limit = parse_size(max_shard_size)
     params, cfg = params_io.load_params(ckpt_dir, dtype=dtype)  # cast per array while restoring
     dt = np_dtype(dtype or cfg.param_dtype)
@@ -364,4 +400,4 @@ def export_hf(ckpt_dir: str, hf_dir: str, dtype: str | None = None, max_shard_si
     with open(os.path.join(hf_dir, "generation_config.json"), "w") as f:
         json.dump({"_from_model_config": True, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id},
                   f, indent=2)
-    return files + write_tokenizer(params_io.tokenizer_dir(ckpt_dir), hf_dir)
+    return files + write_tokenizer(params_io.tokenizer_dir(ckpt_dir), hf_dir, template)

@@ -30,6 +30,11 @@ Newline after a mid-conversation `</s>` — two behaviours exist (open_instruct.
   open-instruct's prefix arithmetic implies — those two tokens are trained (they belong to the assistant message).
 
 Single-turn conversations (most of the mix) are identical under both.
+
+Inference shares this module: `encode_prompt` is the training stream's prefix up to the assistant header (what a
+TÜLU model generates from; camel_jax/infer/chat.py), and `chat_template` the same format as a Hugging Face jinja
+template, which `convert export-hf` installs as the tokenizer's so transformers' `apply_chat_template` reproduces
+these ids (single- and multi-turn, both newline behaviours; tests/test_infer_chat.py names the cases it cannot).
 """
 from __future__ import annotations
 
@@ -119,12 +124,7 @@ def encode_messages(tokenizer, messages: Sequence[dict], max_seq_length: int, *,
     pieces[-1] = (last_text.rstrip(), last_spans, False)
 
     def enc(s: str, after_eos: bool, before_eos: bool) -> list[int]:
-        if not newline_after_eos:  # transformers<=4.33: whitespace around a str special token is stripped
-            if after_eos:
-                s = s.lstrip()
-            if before_eos:
-                s = s.rstrip()
-        return tokenizer.encode(s) if s else []
+        return _encode_piece(tokenizer, s, after_eos, before_eos, newline_after_eos)
 
     ids: list[int] = [] if bos is None else [bos]
     masked: list[tuple[int, int]] = []
@@ -154,6 +154,59 @@ def encode_messages(tokenizer, messages: Sequence[dict], max_seq_length: int, *,
             reason = "no_trainable_tokens"
         drops[reason] += 1
     return None
+
+
+def _encode_piece(tokenizer, s: str, after_eos: bool, before_eos: bool, newline_after_eos: bool) -> list[int]:
+    if not newline_after_eos:  # transformers<=4.33: whitespace around a str special token is stripped
+        if after_eos:
+            s = s.lstrip()
+        if before_eos:
+            s = s.rstrip()
+    return tokenizer.encode(s) if s else []
+
+
+def encode_prompt(tokenizer, messages: Sequence[dict], *, newline_after_eos: bool = False,
+                  add_bos: bool = True) -> list[int]:
+    """The ids a generation starts from: the conversation (ending with any role) then the assistant header, i.e.
+    exactly the prefix of the stream `encode_messages` trains on once the assistant's answer is appended.
+
+    The stream is cut at every `</s>` and each piece encoded alone, as in training, so no piece boundary moves;
+    the header's "\n" ends a piece (content is stripped, so the answer never starts with whitespace that could
+    merge with it)."""
+    if not messages:
+        raise ValueError("empty conversation: 'messages' has no message")
+    bos = tokenizer.bos_id if add_bos and tokenizer.bos_id is not None and tokenizer.bos_id >= 0 else None
+    ids: list[int] = [] if bos is None else [bos]
+    pieces = list(_pieces(messages))
+    for k, (text, _, trailing_eos) in enumerate(pieces):
+        if not trailing_eos:
+            text += ASSISTANT_HEADER
+        ids += _encode_piece(tokenizer, text, k > 0, trailing_eos, newline_after_eos)
+        if trailing_eos:
+            ids.append(tokenizer.eos_id)
+    return ids
+
+
+def chat_template(newline_after_eos: bool = False) -> str:
+    """The TÜLU format as a Hugging Face jinja `chat_template`: `apply_chat_template(messages, tokenize=True,
+    add_generation_prompt=...)` gives `encode_messages`' ids (a conversation ending with the assistant) or
+    `encode_prompt`'s (add_generation_prompt=True), on tokenizers whose pieces after a special token tokenize as
+    on their own (SentencePiece LLaMA with legacy=True, byte-level BPE; tests/test_infer_chat.py). Without
+    newline_after_eos no "\n" follows a `</s>` (the vanished newline of the paper's stream); the conversation's
+    final whitespace is dropped as open-instruct's .strip() does."""
+    after_eos = "'\\n'" if newline_after_eos else "''"
+    return (
+        "{% if bos_token %}{{ bos_token }}{% endif %}"
+        "{% for message in messages %}"
+        "{% set last = loop.last and not add_generation_prompt %}"
+        "{% if message['role'] == 'assistant' %}"
+        "{{ '<|assistant|>\\n' + message['content'] | trim + eos_token }}"
+        "{% if not last %}{{ " + after_eos + " }}{% endif %}"
+        "{% elif message['role'] in ['system', 'user'] %}"
+        "{{ '<|' + message['role'] + '|>\\n' + message['content'] | trim }}{% if not last %}{{ '\\n' }}{% endif %}"
+        "{% else %}{{ raise_exception('unknown role ' + message['role'] + '; expected system, user or assistant') }}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
 
 
 def _full_mask_any(ids: list[int], masked: list[tuple[int, int]]) -> bool:

@@ -1,0 +1,168 @@
+"""Log-likelihood scoring: continuations given a context, and the next-token distribution at a prompt's end.
+
+What evaluation needs (MMLU, multiple choice, perplexity, `/v1/completions` with echo + logprobs), done the way
+lm-evaluation-harness does it (eval_anchors.md §1.1) so scores are comparable, and batch-invariant:
+
+* **Pairs** are tokenized as the harness does: the context's trailing whitespace moves to the continuation;
+  context+continuation is encoded once and split at len(encode(context)), so the continuation's first token is the
+  one the model would see in running text; an empty context becomes BOS.
+* **One forward per shared context**: requests whose inputs (context+continuation minus its last token, left-
+  truncated to the model's length) are equal share one row: MMLU's " A"…" D" are one forward per question. A
+  continuation is read off the shared row's positions, its last token from the row's final log-probs.
+* **Sorted by length** (longest first, as the harness), **right-padded** into buckets of a few fixed shapes
+  (powers of two, `batch_size` rows, empty rows padded), so only a handful of programs ever compile; results
+  come back in the order asked.
+* **The real vocabulary only**: the model runs with trim_logits=False, so padded vocabulary columns come masked
+  (model/vocab.py) and vanish from log-sum-exp and argmax, with no slice of a vocab-sharded tensor on device.
+* **Batch invariance**: a row's values depend only on its own tokens (padding is segment 0, never attended); what
+  changes with batch size and bucket is only XLA's float summation order (tests/test_infer_scoring.py measures it).
+
+Device memory per forward: fp32 logits of batch_size × bucket × padded_vocab; choose batch_size accordingly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.llama import Llama, param_shardings, positions_from_mask
+from camel_jax.model.mesh import mesh_str
+from camel_jax.model.partition import batch_sharding, data_shards
+
+MIN_BUCKET = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Loglikelihood:
+    logprob: float  # sum of the continuation tokens' log-probabilities
+    num_tokens: int
+    is_greedy: bool  # every continuation token is the argmax given what precedes it
+    token_logprobs: tuple[float, ...]
+
+
+def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) as lm-evaluation-harness's `_encode_pair`, BOS first when asked (and
+    always for an empty context, which must predict the first token from something)."""
+    stripped = context.rstrip()
+    continuation = context[len(stripped):] + continuation
+    context = stripped
+    bos = [tokenizer.bos_id] if add_bos or not context else []
+    if not context:
+        return bos, tokenizer.encode(continuation)
+    whole = tokenizer.encode(context + continuation)
+    n = len(tokenizer.encode(context))
+    return bos + whole[:n], whole[n:]
+
+
+def buckets(max_len: int) -> tuple[int, ...]:
+    """Powers of two from MIN_BUCKET, the last one max_len itself."""
+    out, b = [], MIN_BUCKET
+    while b < max_len:
+        out.append(b)
+        b *= 2
+    return tuple(out) + (max_len,)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _forward(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfig):
+    """Right-padded rows -> (log-prob of each next token [B, T], whether it is the argmax [B, T], log-probs at each
+    row's last real position [B, Vp]; padded vocabulary columns are ~-1e30 there)."""
+    logits, _ = Llama(cfg, trim_logits=False).apply({"params": params}, tokens, positions=positions_from_mask(mask),
+                                                    segment_ids=mask)
+    logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    nxt = jnp.concatenate([tokens[:, 1:], tokens[:, -1:]], axis=1)
+    lp = jnp.take_along_axis(logp, nxt[..., None], axis=-1)[..., 0]
+    greedy = jnp.argmax(logits, axis=-1) == nxt
+    last = jnp.maximum(jnp.sum(mask, axis=-1) - 1, 0)
+    final = jnp.take_along_axis(logp, last[:, None, None], axis=1)[:, 0]
+    return lp, greedy, final
+
+
+class Scorer:
+    """Scores token-id requests with one model. batch_size: rows per forward (fixed, so shapes do not vary).
+    mesh: parameters sharded by their logical names (`param_shardings`, training's table: mp splits heads, the
+    FFN and the vocabulary), rows split over dp×fsdp (`batch_sharding`); batch_size must divide by dp×fsdp."""
+
+    def __init__(self, params: Any, cfg: LlamaConfig, batch_size: int = 8, max_len: int | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mesh, self._rows = mesh, None
+        if mesh is not None:
+            if batch_size % data_shards(mesh):
+                raise ValueError(f"batch_size {batch_size} does not split over the mesh's {data_shards(mesh)} "
+                                 f"data shards ({mesh_str(mesh)})")
+            params = jax.device_put(params, param_shardings(cfg, mesh))
+            self._rows = batch_sharding(mesh, 2)
+        self.params, self.cfg, self.batch_size = params, cfg, int(batch_size)
+        self.max_len = int(max_len or cfg.max_seq_len)
+        self.buckets = buckets(self.max_len)
+        self.forwards = 0  # rows actually computed (tests count shared contexts with it)
+
+    def _bucket(self, n: int) -> int:
+        return next(b for b in self.buckets if b >= n)
+
+    def _run(self, inputs: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], tuple]:
+        """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each."""
+        order = sorted(set(inputs), key=lambda x: (-len(x), x))
+        out = {}
+        for i in range(0, len(order), self.batch_size):
+            chunk = order[i:i + self.batch_size]
+            width = self._bucket(len(chunk[0]))
+            tokens = np.zeros((self.batch_size, width), np.int32)
+            mask = np.zeros((self.batch_size, width), np.int32)
+            for r, x in enumerate(chunk):
+                tokens[r, :len(x)] = x
+                mask[r, :len(x)] = 1
+            if self.mesh is None:
+                result = _forward(self.params, tokens, mask, cfg=self.cfg)
+            else:
+                with jax.set_mesh(self.mesh):
+                    result = _forward(self.params, jax.device_put(tokens, self._rows),
+                                      jax.device_put(mask, self._rows), cfg=self.cfg)
+            lp, greedy, final = jax.device_get(result)
+            self.forwards += len(chunk)
+            for r, x in enumerate(chunk):
+                out[x] = (lp[r, :len(x)], greedy[r, :len(x)], final[r, :self.cfg.vocab_size])
+        return out
+
+    def _input(self, ids: Sequence[int]) -> tuple[int, ...]:
+        ids = tuple(int(t) for t in ids)
+        if not ids:
+            raise ValueError("a request needs at least one token (BOS for an empty context)")
+        return ids[-self.max_len:]  # left truncation, as the harness
+
+    def loglikelihood(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Loglikelihood]:
+        """(context ids, continuation ids) pairs -> results in the order given. The context must be non-empty
+        (start it with BOS) and the continuation too."""
+        rows = []
+        for k, (ctx, cont) in enumerate(requests):
+            cont = [int(t) for t in cont]
+            if not cont or not len(ctx):
+                raise ValueError(f"request {k}: context and continuation must both be non-empty token lists")
+            rows.append((self._input(list(ctx) + cont[:-1]), cont))
+        got = self._run([x for x, _ in rows])
+        results = []
+        for x, cont in rows:
+            lp, greedy, final = got[x]
+            n = min(len(cont), len(x))  # a continuation longer than the window keeps its last tokens
+            tok = [float(v) for v in lp[len(x) - n:len(x) - 1]] + [float(final[cont[-1]])]
+            is_greedy = bool(np.all(greedy[len(x) - n:len(x) - 1])) and int(np.argmax(final)) == cont[-1]
+            results.append(Loglikelihood(float(np.sum(np.asarray(tok, np.float64))), n, is_greedy, tuple(tok)))
+        return results
+
+    def next_token_logprobs(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-probabilities of the next token after each prompt, [N, vocab_size] fp32, in the order given."""
+        inputs = [self._input(p) for p in prompts]
+        got = self._run(inputs)
+        return np.stack([got[x][2] for x in inputs]) if inputs else np.zeros((0, self.cfg.vocab_size), np.float32)
+
+    def loglikelihood_text(self, tokenizer, pairs: Sequence[tuple[str, str]], add_bos: bool = True
+                           ) -> list[Loglikelihood]:
+        """(context, continuation) strings, tokenized as lm-evaluation-harness does (`encode_pair`)."""
+        return self.loglikelihood([encode_pair(tokenizer, c, x, add_bos) for c, x in pairs])
