@@ -66,4 +66,4 @@ def test_cli_missing_gguf_is_one_line_exit_2(tmp_path, capsys):
 
     assert main(["import-hf", str(tmp_path), str(tmp_path / "out"), "--gguf_file", "nope.gguf"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "nope.gguf" in err and "\n" not in err
+    assert err.startswith("python -m camel_jax.convert import-hf: error: ") and "nope.gguf" in err and "\n" not in err
