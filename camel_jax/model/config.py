@@ -41,7 +41,7 @@ class LlamaConfig:
     # Layers per iteration of the layer scan: 1 keeps compile time flat in depth (the TPU default); num_layers
     # unrolls the whole stack, which XLA's CPU backend runs ~7% faster (bench-58m) for a longer compile.
     scan_unroll: int = 1
-    attention: str = "auto"  # one of ATTENTION_IMPLS: training, scoring and prefills; decode steps attend over the cache
+    attention: str = "auto"  # ATTENTION_IMPLS: training, scoring and prefills; decode steps attend over the cache
 
     @property
     def kv_heads(self) -> int:

@@ -8,8 +8,9 @@ their outputs are never used; real queries never see padding, whose id differs f
 
 The kernel works per example on [heads, T, head_dim] and knows nothing of meshes, so it runs under `shard_map`:
 rows split as "batch" and heads as "act_heads" by the workload's rule table (partition.py; num_heads and
-num_kv_heads divide by mp: checked by the mesh builder). T is padded up to a multiple of 128 with padding slots. `interpret=True` runs the same kernel through
-Pallas' interpreter on any backend: slow, but it is how the CPU tests check it against `dot_attention`.
+num_kv_heads divide by mp: checked by the mesh builder). T is padded up to a multiple of 128 with padding slots.
+`interpret=True` runs the same kernel through Pallas' interpreter on any backend: slow, but it is how the CPU tests
+check it against `dot_attention`.
 """
 from __future__ import annotations
 

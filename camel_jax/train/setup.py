@@ -112,7 +112,8 @@ def _model(cfg: ConfigDict, spec: RunSpec, say) -> tuple[Any, Callable[[Any], An
 
         tok_dir = cfg.data.tokenizer or os.path.join(src, "tokenizer")
         where = "config.data.tokenizer" if cfg.data.tokenizer else "--init_from"
-        return (_tokenizer(tok_dir, where, spec.model), (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
+        return (_tokenizer(tok_dir, where, spec.model),
+                (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
     if not cfg.data.tokenizer:
         raise C.ConfigError("config.init_from is empty (random init) and config.data.tokenizer is empty: "
                             "give --init_from=CKPT_DIR or --config.data.tokenizer=PATH")
