@@ -4,7 +4,8 @@ Why not the Flax module's cached path: there the cache goes through the layer sc
 decode step allocates and copies the whole [L, B, S, kv, hd] cache, one scalar index serves all rows, and grouped
 kv heads are repeated to [B, S, H, hd]. Here the weights are split per layer once (`serving_weights`, in the
 compute dtype: no per-step casts, no per-step slicing of a stacked weight) and so is the cache: a list of
-[B, S, KV, hd] buffers, donated to the jitted step, each written by one scatter at each row's own position
+[B, KV, S, hd] buffers (heads-major: the attention's batched dots then read it without a transpose, 6x faster
+than [B, S, KV, hd] on CPU), donated to the jitted step, each written by one scatter at each row's own position
 (in place). A layer is the same arithmetic as `model.layers.DecoderLayer` (tests check the tokens against the
 model), with grouped attention over [B, KV, group] — no repeat — over only the first `window` slots: the caller
 picks the window (a few static sizes) to cover the longest row present, so cost follows the tokens present.
@@ -57,8 +58,8 @@ def serving_weights(params: dict, cfg: LlamaConfig, mesh: jax.sharding.Mesh | No
 
 
 def empty_cache(cfg: LlamaConfig, slots: int, max_len: int, mesh: jax.sharding.Mesh | None = None) -> list:
-    """One {"k", "v"} [slots, max_len, KV, hd] buffer pair per layer, split by SERVE_RULES' cache names."""
-    shape = (slots, max_len, cfg.kv_heads, cfg.dim_per_head)
+    """One {"k", "v"} [slots, KV, max_len, hd] buffer pair per layer, split by SERVE_RULES' cache names."""
+    shape = (slots, cfg.kv_heads, max_len, cfg.dim_per_head)
     return [{"k": _place(np.zeros(shape), P(*CACHE), mesh, cfg.dtype),
              "v": _place(np.zeros(shape), P(*CACHE), mesh, cfg.dtype)} for _ in range(cfg.num_layers)]
 
@@ -113,7 +114,7 @@ def _embed(weights: dict, tokens):
 
 def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaConfig):
     """One right-padded prompt tokens [1, T] with `length` real tokens -> (fp32 logits [padded_vocab] at its last
-    token, per-layer keys and values [T, KV, hd]). The prompt attends within itself through the training path
+    token, per-layer keys and values [KV, T, hd]). The prompt attends within itself through the training path
     (splash on TPU, block-sparse past one block, else plain), as the model's prefill does."""
     t = tokens.shape[1]
     slots = jnp.arange(t, dtype=jnp.int32)[None]
@@ -129,7 +130,7 @@ def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaCo
             out = block_sparse_attention(q, k, v, mask, starts)
         else:
             out = dot_attention(q, k, v, mask)
-        return out, (k[0], v[0])
+        return out, (k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
 
     x = _embed(weights, tokens)
     cos, sin = rotary_tables(slots, cfg.dim_per_head, cfg.rope_theta)
@@ -155,10 +156,9 @@ def insert(cache: list, state: dict, row: jax.Array, kv: list, length: jax.Array
     """Put a prefilled prompt into slot `row` and choose its first token -> (cache, state, token, done).
     request: this row's max_new, eos, temperature, top_k, top_p, keys [2], stops [N, W]. A row outside the slots
     is dropped (never clamped onto another): the engine checks it first."""
-    t = kv[0][0].shape[0]
-    slots = jnp.arange(t, dtype=jnp.int32)
-    cache = [{"k": constrain(c["k"].at[row, slots].set(k.astype(c["k"].dtype), mode="drop"), CACHE),
-              "v": constrain(c["v"].at[row, slots].set(v.astype(c["v"].dtype), mode="drop"), CACHE)}
+    t = kv[0][0].shape[1]
+    cache = [{"k": constrain(c["k"].at[row, :, :t].set(k.astype(c["k"].dtype), mode="drop"), CACHE),
+              "v": constrain(c["v"].at[row, :, :t].set(v.astype(c["v"].dtype), mode="drop"), CACHE)}
              for c, (k, v) in zip(cache, kv)]
     r = {**{k: v[None] for k, v in request.items()}, "count": jnp.zeros(1, jnp.int32),
          "history": jnp.full((1, state["history"].shape[1]), -2, jnp.int32), "tokens": jnp.zeros(1, jnp.int32)}
@@ -170,21 +170,21 @@ def insert(cache: list, state: dict, row: jax.Array, kv: list, length: jax.Array
 
 
 def grouped_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Array:
-    """q [B, H, hd] over k/v [B, W, KV, hd] where valid [B, W], kv heads shared by groups of H/KV query heads
+    """q [B, H, hd] over k/v [B, KV, W, hd] where valid [B, W], kv heads shared by groups of H/KV query heads
     without repeating them; scores and softmax in fp32 (as `dot_attention`)."""
     b, h, hd = q.shape
-    kvh = k.shape[2]
-    s = jnp.einsum("bkgd,bskd->bkgs", q.reshape(b, kvh, h // kvh, hd), k,
+    kvh = k.shape[1]
+    s = jnp.einsum("bkgd,bksd->bkgs", q.reshape(b, kvh, h // kvh, hd), k,
                    preferred_element_type=jnp.float32) * (hd ** -0.5)
     s = jnp.where(valid[:, None, None, :], s, NEG)
     p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-    return jnp.einsum("bkgs,bskd->bkgd", p, v).reshape(b, h, hd)
+    return jnp.einsum("bkgs,bksd->bkgd", p, v).reshape(b, h, hd)
 
 
 def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, window: int):
     """Advance every active row by one token -> (cache, state, tokens [B], done [B], overflow [B]).
     Attends over the first `window` cache slots (static; must exceed every active row's length)."""
-    b, s = state["tokens"].shape[0], cache[0]["k"].shape[1]
+    b, s = state["tokens"].shape[0], cache[0]["k"].shape[2]
     pos, live = state["lengths"], state["active"]
     overflow = live & (pos >= s)
     live = live & ~overflow
@@ -194,9 +194,11 @@ def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, wi
     new_cache = []
 
     def attend(q, k, v):
-        ck = constrain(c["k"].at[rows, write].set(k[:, 0].astype(c["k"].dtype), mode="drop"), CACHE)
-        cv = constrain(c["v"].at[rows, write].set(v[:, 0].astype(c["v"].dtype), mode="drop"), CACHE)
-        out = grouped_attention(q[:, 0], ck[:, :window].astype(q.dtype), cv[:, :window].astype(q.dtype), valid)
+        # rows and write index dims 0 and 2: the update is [B, KV, hd], one row's slot each
+        ck = constrain(c["k"].at[rows, :, write].set(k[:, 0].astype(c["k"].dtype), mode="drop"), CACHE)
+        cv = constrain(c["v"].at[rows, :, write].set(v[:, 0].astype(c["v"].dtype), mode="drop"), CACHE)
+        out = grouped_attention(q[:, 0], ck[:, :, :window].astype(q.dtype), cv[:, :, :window].astype(q.dtype),
+                                valid)
         return out[:, None], {"k": ck, "v": cv}
 
     x = _embed(weights, state["tokens"][:, None])

@@ -43,7 +43,7 @@ TRAIN_RULES: Rules = (
 )
 
 # Serving (infer/): slots over dp, heads, widths and vocabulary over mp, weights whole on every dp replica (no
-# fsdp: a decode step would gather every weight for one token per slot). The KV cache [B, S, KV, hd] per layer.
+# fsdp: a decode step would gather every weight for one token per slot). The KV cache [B, KV, S, hd] per layer.
 SERVE_RULES: Rules = (
     ("batch", "dp"),
     ("seq", None),
@@ -73,7 +73,7 @@ BTHD = ("batch", "seq", "act_heads", "head_dim")  # queries, attention outputs [
 BTKD = ("batch", "seq", "act_kv_heads", "head_dim")  # keys, values [B, T, KV, hd]
 BHTD = ("batch", "act_heads", "seq", "head_dim")  # a kernel's heads-major layout [B, H, T, hd]
 BT = ("batch", "seq")  # tokens, segment ids, positions [B, T]
-CACHE = ("cache_batch", "cache_seq", "cache_kv_heads", "head_dim")  # one layer's served KV cache [B, S, KV, hd]
+CACHE = ("cache_batch", "cache_kv_heads", "cache_seq", "head_dim")  # one layer's served KV cache [B, KV, S, hd]
 
 
 def path_str(path: Sequence[Any]) -> str:
