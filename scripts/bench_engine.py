@@ -54,10 +54,12 @@ def hf_generate(model, prompts, new):
     import torch
 
     ids = torch.from_numpy(np.asarray(prompts)).long()
+    # No EOS: exactly `new` tokens, each the argmax (min_new_tokens would instead forbid EOS, changing the tokens).
+    model.generation_config.eos_token_id = None
 
     def run(n=new):
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
                                  do_sample=False, pad_token_id=0)
         return out[:, ids.shape[1]:].tolist()
     return run
