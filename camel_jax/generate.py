@@ -7,6 +7,8 @@ exactly what it would alone. Token choice is one function, `select_tokens(logits
 temperature is 0, else temperature plus nucleus (top-p) sampling; a richer sampler only replaces that function.
 
 CLI: python -m camel_jax.generate --checkpoint CKPT_DIR --prompt "..." [--prompt ...] [--max_new_tokens N] [--no_bos]
+[--temperature T --top_k K --top_p P --seed S] [--stop STR]: the prompts go through the continuous-batching engine
+(camel_jax.infer.engine), which this static-batch decoder is the reference for in tests.
 """
 from __future__ import annotations
 
@@ -134,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no_bos", action="store_true", help="do not prepend BOS to the prompt")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--top_p", type=float, default=1.0)
+    ap.add_argument("--top_k", type=int, default=0, help="0 = off")
+    ap.add_argument("--stop", action="append", default=[], help="a stop string (may be repeated)")
+    ap.add_argument("--slots", type=int, default=8, help="decode slots of the engine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     args = ap.parse_args(argv)
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _generate_cli(args) -> int:
     from camel_jax import params_io
+    from camel_jax.infer.engine import Engine, Request
     from camel_jax.model.tokenizer import load_tokenizer
 
     tok_dir = params_io.tokenizer_dir(args.checkpoint)
@@ -149,17 +155,21 @@ def _generate_cli(args) -> int:
         raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
                                 f"checkpoint carries no tokenizer")
     params, cfg = params_io.load_params(args.checkpoint)
+    cfg = cfg.replace(dtype=args.dtype)
     tokenizer = load_tokenizer(tok_dir)
     prompts = [tokenizer.encode(p, add_bos=not args.no_bos) for p in args.prompt]
-    outs = generate(params, cfg.replace(dtype=args.dtype), prompts, args.max_new_tokens, tokenizer.eos_id,
-                    Sampling(args.temperature, args.top_p), args.seed)
-    for prompt, ids, p_ids in zip(args.prompt, outs, prompts):
-        if ids and ids[-1] == tokenizer.eos_id:
-            ids = ids[:-1]
-        # Decode with the prompt so the first word keeps its leading space, then cut the prompt off.
-        text = tokenizer.decode(p_ids + ids)[len(tokenizer.decode(p_ids)):]
-        print(text if len(args.prompt) == 1 else f"### {prompt}\n{text}\n")
+    longest = max(len(p) for p in prompts)
+    if longest + args.max_new_tokens > cfg.max_seq_len:
+        raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({args.max_new_tokens}) exceeds the model's "
+                         f"max_seq_len {cfg.max_seq_len}")
+    max_len = min(cfg.max_seq_len, -(-(longest + args.max_new_tokens) // 128) * 128)
+    engine = Engine(params, cfg, slots=max(1, min(args.slots, len(prompts))), max_len=max_len, tokenizer=tokenizer)
+    outs = engine.run([Request(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed=args.seed,
+                               stop=args.stop) for p in prompts])
+    for prompt, (out,) in zip(args.prompt, outs):
+        print(out.text if len(args.prompt) == 1 else f"### {prompt}\n{out.text}\n")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -93,5 +93,8 @@ def test_cli_prints_the_stories260k_continuation(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompt", "Once upon a time, there was a little girl",
                  "--max_new_tokens", "6"]) == 0
     assert capsys.readouterr().out == " named Lily. She loved\n"
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompt", "Once upon a time, there was a little girl",
+                 "--max_new_tokens", "6", "--stop", "ly."]) == 0  # through the engine: cut inside a token
+    assert capsys.readouterr().out == " named Li\n"
     assert main(["--checkpoint", str(tmp_path / "nothing"), "--prompt", "x"]) == 2
     assert "is not a camel_jax checkpoint" in capsys.readouterr().err

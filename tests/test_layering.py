@@ -12,7 +12,8 @@ LAYERS = (
     {"model", "cli"},  # presets, Flax LLaMA, partition rules, meshes, tokenizer; the CLI convention
     {"data", "params_io"},  # instruction data; parameter checkpoints
     {"convert"},  # Hugging Face / llama2.c conversion
-    {"generate", "infer"},  # decoding and serving
+    {"infer"},  # the engine (slots, KV cache, sampling) and what serves through it
+    {"generate"},  # static-batch decoding, and the generate CLI on the engine
     {"train"},  # the training run (shows greedy samples through generate)
     {"evaluate", "plan"},  # benchmarks on the engine; compile-only planning of the train step
     {"human_eval", "report"},
@@ -93,7 +94,7 @@ def test_layering_check_catches_upward_and_sideways_imports():
     graph["camel_jax.model.llama"] = graph["camel_jax.model.llama"] | {"camel_jax.train.step"}
     graph["camel_jax.data.pipeline"] = graph["camel_jax.data.pipeline"] | {"camel_jax.params_io"}
     assert _upward(graph) == ["camel_jax.data.pipeline (layer 1) imports camel_jax.params_io (layer 1)",
-                              "camel_jax.model.llama (layer 0) imports camel_jax.train.step (layer 4)"]
+                              "camel_jax.model.llama (layer 0) imports camel_jax.train.step (layer 5)"]
 
 
 def test_modules_stay_small():

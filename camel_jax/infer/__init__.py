@@ -1,2 +1,2 @@
-"""Inference on camel_jax models: chat formats (chat.py) and log-likelihood scoring (scoring.py); the engine,
-sampling and the server build on them (issue 10)."""
+"""Inference on camel_jax models: the continuous-batching KV-cache engine (engine.py, decode.py, sampling.py),
+chat formats (chat.py) and log-likelihood scoring (scoring.py); the server and the evaluation suite build on them."""

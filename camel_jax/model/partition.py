@@ -3,7 +3,7 @@
 Tensors are named where they are made, as MaxText and T5X do with Flax's logical partitioning: parameters through
 `nn.with_logical_partitioning` in `layers`/`llama` (a scanned stack adds "layers" in front), activations through
 `constrain`, kernels under `shard_map` through `mesh_spec`, batches through `batch_sharding`. A workload's table
-(`TRAIN_RULES`; serving adds its own with the KV cache) says which mesh axes each name is split over, so a new
+(`TRAIN_RULES`; `SERVE_RULES` with the KV cache) says which mesh axes each name is split over, so a new
 workload is one more table, never a fifth place that spells out mesh axes.
 
 Mesh axes: `dp` (pure data parallel), `fsdp` (data parallel with parameters and optimizer state sharded), `mp`
@@ -42,12 +42,38 @@ TRAIN_RULES: Rules = (
     ("act_vocab", "mp"),
 )
 
+# Serving (infer/): slots over dp, heads, widths and vocabulary over mp, weights whole on every dp replica (no
+# fsdp: a decode step would gather every weight for one token per slot). The KV cache [B, KV, S, hd] per layer.
+SERVE_RULES: Rules = (
+    ("batch", "dp"),
+    ("seq", None),
+    ("vocab", "mp"),
+    ("embed", None),
+    ("heads", "mp"),
+    ("kv_heads", "mp"),
+    ("mlp", "mp"),
+    ("norm", None),
+    ("layers", None),
+    ("act_embed", None),
+    ("act_heads", "mp"),
+    ("act_kv_heads", "mp"),
+    ("head_dim", None),
+    ("act_mlp", "mp"),
+    ("act_vocab", "mp"),
+    ("cache_batch", "dp"),
+    ("cache_seq", None),
+    ("cache_kv_heads", "mp"),
+)
+# A prefill runs one prompt (a batch of 1, which dp cannot split): as serving, with its rows replicated.
+PREFILL_RULES: Rules = tuple((n, None if n == "batch" else a) for n, a in SERVE_RULES)
+
 # Logical names of the model's activations, written once here and used by layers/llama/splash.
 BTD = ("batch", "seq", "act_embed")  # the residual stream [B, T, D]
 BTHD = ("batch", "seq", "act_heads", "head_dim")  # queries, attention outputs [B, T, H, hd]
 BTKD = ("batch", "seq", "act_kv_heads", "head_dim")  # keys, values [B, T, KV, hd]
 BHTD = ("batch", "act_heads", "seq", "head_dim")  # a kernel's heads-major layout [B, H, T, hd]
 BT = ("batch", "seq")  # tokens, segment ids, positions [B, T]
+CACHE = ("cache_batch", "cache_kv_heads", "cache_seq", "head_dim")  # one layer's served KV cache [B, KV, S, hd]
 
 
 def path_str(path: Sequence[Any]) -> str:

@@ -1,0 +1,235 @@
+"""The continuous-batching engine: a fixed number of decode slots, a queue of requests, refilled as rows end.
+
+A free slot takes the next queued sample: its prompt is prefilled alone (right-padded to a power-of-two bucket, so
+few shapes compile; the n samples of a request share one prefill) and inserted, and one jitted step
+(`decode.decode_step`) advances every active slot by a token. A row ends on EOS, a stop sequence or
+max_new_tokens and its slot is refilled before the next step, so a batch is never held by its longest answer.
+Sampling parameters are per-row arrays and the attended window takes a few static sizes, so a mix of requests
+compiles one step per window size and one prefill per prompt bucket, nothing per request.
+
+Batch invariance: a row's computation never mixes with its neighbours' (no shared padding, per-row positions and
+lengths, per-request PRNG keys folded with the token index), so a request's tokens do not depend on the slot count,
+its slot or the other requests (tested).
+
+Stop sequences: encoded to token ids and matched on device as suffixes of the generated tokens (ending the row in
+the step), and searched in the decoded text on the host, which catches a stop whose text spans tokens in a way
+its own encoding does not; the text is cut exactly before the stop. `tokens` keep everything generated but EOS.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from camel_jax.model import partition
+from camel_jax.model.config import LlamaConfig
+from camel_jax.model.mesh import check_model
+from camel_jax.infer import decode
+from camel_jax.infer.sampling import request_key
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    prompt: Sequence[int]  # token ids (BOS included when wanted)
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0: greedy
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0
+    n: int = 1  # samples of this prompt (sample i is seeded by (seed, i))
+    seed: int = 0
+    stop: Sequence[str] = ()  # stop strings (need the engine's tokenizer)
+    stop_token_ids: Sequence[Sequence[int]] = ()  # stop sequences given as ids
+    ignore_eos: bool = False
+
+
+@dataclasses.dataclass
+class Completion:
+    tokens: list[int]  # generated ids, EOS excluded
+    text: str | None  # decoded and cut before any stop string (None without a tokenizer)
+    finish_reason: str  # "eos", "stop" or "length"
+
+
+def _ruled(fn, table):
+    def traced(*args, **kw):
+        with partition.rules(table):
+            return fn(*args, **kw)
+    return traced
+
+
+def _release(state, row):
+    return {**state, "active": state["active"].at[row].set(False, mode="drop")}
+
+
+class Engine:
+    """slots: decode rows (a multiple of the mesh's dp). max_len: cache slots per row (prompt + new tokens must
+    fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
+    max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens."""
+
+    def __init__(self, params: dict, cfg: LlamaConfig, *, slots: int = 8, max_len: int | None = None,
+                 mesh: jax.sharding.Mesh | None = None, tokenizer: Any = None, eos_id: int | None = None,
+                 window_block: int = 128, min_bucket: int = 16, max_stops: int = 4, stop_len: int = 8):
+        self.cfg, self.slots, self.mesh, self.tokenizer = cfg, slots, mesh, tokenizer
+        self.max_len = max_len or cfg.max_seq_len
+        self.eos_id = eos_id if eos_id is not None else (tokenizer.eos_id if tokenizer else cfg.eos_token_id)
+        self.window_block, self.min_bucket, self.max_stops, self.stop_len = window_block, min_bucket, max_stops, \
+            stop_len
+        if mesh is not None:
+            check_model(dict(mesh.shape), cfg)
+            if slots % partition.data_shards(mesh, partition.SERVE_RULES):
+                raise ValueError(f"slots {slots} do not split over the mesh's dp={mesh.shape['dp']}")
+        with self._context():
+            self.weights = decode.serving_weights(params, cfg, mesh)
+            self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh)
+            self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
+        self._prefill = jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES))
+        self._insert = jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES),
+                               donate_argnums=(0, 1))
+        self._step = jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg), partition.SERVE_RULES),
+                             static_argnames="window", donate_argnums=(1, 2))
+        self._release = jax.jit(_release, donate_argnums=0)
+        self._queue: collections.deque = collections.deque()
+        self._requests: list[Request] = []
+        self._results: list[list[Completion | None]] = []
+        self._prefilled: dict[int, tuple] = {}  # request -> (logits, kv, samples still to insert)
+        self._slot: list[tuple[int, int] | None] = [None] * slots  # (request, sample) per slot
+        self._len = np.zeros(slots, np.int64)  # host mirror of state["lengths"]
+        self._out: list[list[int]] = [[] for _ in range(slots)]
+        self._stop_ids: dict[int, list[list[int]]] = {}
+
+    def _context(self):
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def _check(self, r: Request) -> None:
+        p = list(r.prompt)
+        if not p:
+            raise ValueError("a prompt needs at least one token (use BOS for an unconditional start)")
+        if min(p) < 0 or max(p) >= self.cfg.vocab_size:
+            raise ValueError(f"prompt token ids must be in [0, {self.cfg.vocab_size})")
+        if r.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be positive, got {r.max_new_tokens}")
+        if len(p) + r.max_new_tokens > self.max_len:
+            raise ValueError(f"prompt ({len(p)} tokens) + max_new_tokens ({r.max_new_tokens}) exceeds the "
+                             f"engine's max_len {self.max_len}")
+        if r.temperature < 0 or not 0 < r.top_p <= 1 or r.top_k < 0 or r.n < 1:
+            raise ValueError(f"bad sampling values: temperature {r.temperature} (>= 0), top_p {r.top_p} (in "
+                             f"(0, 1]), top_k {r.top_k} (>= 0), n {r.n} (>= 1)")
+        if r.stop and self.tokenizer is None:
+            raise ValueError("stop strings need the engine's tokenizer (or give stop_token_ids)")
+
+    def submit(self, request: Request) -> int:
+        """Queue a request; returns its index (results come back in submission order)."""
+        self._check(request)
+        rid = len(self._requests)
+        self._requests.append(request)
+        self._results.append([None] * request.n)
+        stops = [list(s) for s in request.stop_token_ids] + [self.tokenizer.encode(s) for s in request.stop]
+        self._stop_ids[rid] = [s for s in stops if 0 < len(s)]
+        self._queue.extend((rid, i) for i in range(request.n))
+        return rid
+
+    def _row_params(self, rid: int, sample: int) -> dict:
+        r = self._requests[rid]
+        stops = np.full((self.max_stops, self.stop_len), -1, np.int32)
+        for i, s in enumerate([s for s in self._stop_ids[rid] if len(s) <= self.stop_len][:self.max_stops]):
+            stops[i, self.stop_len - len(s):] = s
+        return {"max_new": np.int32(r.max_new_tokens), "eos": np.int32(-1 if r.ignore_eos else self.eos_id),
+                "temperature": np.float32(r.temperature), "top_k": np.int32(r.top_k),
+                "top_p": np.float32(r.top_p), "keys": request_key(r.seed, sample), "stops": stops}
+
+    def bucket(self, n: int) -> int:
+        """The padded prefill length of an n-token prompt: a power of two >= min_bucket, at most max_len."""
+        return min(self.max_len, max(self.min_bucket, 1 << (n - 1).bit_length()))
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def insert(self, slot: int, rid: int, sample: int) -> None:
+        """Prefill (once per request) and place sample `sample` of request `rid` into a free `slot`."""
+        if not 0 <= slot < self.slots or self._slot[slot] is not None:
+            raise IndexError(f"slot {slot} is not a free slot of 0..{self.slots - 1}")
+        prompt = list(self._requests[rid].prompt)
+        with self._context():
+            if rid not in self._prefilled:
+                tokens = np.zeros((1, self.bucket(len(prompt))), np.int32)
+                tokens[0, :len(prompt)] = prompt
+                logits, kv = self._prefill(self.weights, tokens, np.int32(len(prompt)))
+                self._prefilled[rid] = [logits, kv, self._requests[rid].n]
+            entry = self._prefilled[rid]
+            self.cache, self.state, tok, done = self._insert(self.cache, self.state, np.int32(slot), entry[1],
+                                                             np.int32(len(prompt)), entry[0],
+                                                             self._row_params(rid, sample))
+        entry[2] -= 1
+        if entry[2] == 0:
+            del self._prefilled[rid]
+        self._slot[slot], self._len[slot], self._out[slot] = (rid, sample), len(prompt), []
+        self._advance(slot, int(tok), bool(done))
+
+    def _fill(self) -> None:
+        for slot in range(self.slots):
+            while self._slot[slot] is None and self._queue:
+                self.insert(slot, *self._queue.popleft())
+
+    def step(self) -> bool:
+        """Refill free slots, then advance every active slot by one token. False when nothing is left to do."""
+        self._fill()
+        live = [s for s in range(self.slots) if self._slot[s] is not None]
+        if not live:
+            return False
+        longest = int(max(self._len[s] for s in live))
+        window = min(self.max_len, -(-(longest + 1) // self.window_block) * self.window_block)
+        with self._context():
+            self.cache, self.state, tok, done, overflow = self._step(self.weights, self.cache, self.state,
+                                                                     window=window)
+        tok, done, overflow = np.asarray(tok), np.asarray(done), np.asarray(overflow)
+        if overflow.any():  # _check makes this unreachable; never write past a row's cache silently
+            raise RuntimeError(f"slots {np.flatnonzero(overflow).tolist()} ran past the cache ({self.max_len})")
+        for s in live:
+            self._len[s] += 1
+            self._advance(s, int(tok[s]), bool(done[s]))
+        return True
+
+    def run(self, requests: Sequence[Request] = ()) -> list[list[Completion]]:
+        """Submit `requests`, decode until every queued request is done; the completions of all requests run so
+        far, in submission order (one list of n per request)."""
+        for r in requests:
+            self.submit(r)
+        while self.step():
+            pass
+        return [list(r) for r in self._results]
+
+    # -- ends -----------------------------------------------------------------------------------------------
+    def _text(self, rid: int, ids: list[int]) -> str:
+        """The generated text, decoded after the prompt's last token so a leading space survives."""
+        ctx = [int(self._requests[rid].prompt[-1])]
+        return self.tokenizer.decode(ctx + ids)[len(self.tokenizer.decode(ctx)):]
+
+    def _advance(self, slot: int, tok: int, done: bool) -> None:
+        rid, sample = self._slot[slot]
+        r, out = self._requests[rid], self._out[slot]
+        eos = done and tok == self.eos_id and not r.ignore_eos
+        if not eos:
+            out.append(tok)
+        text = self._text(rid, out) if r.stop else None  # decoded each token only when stop strings need it
+        cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1) if r.stop else -1
+        suffix = next((s for s in self._stop_ids[rid] if out[-len(s):] == s), None)
+        if cut < 0 and not done and suffix is None:
+            return
+        if text is None and self.tokenizer is not None:
+            text = self._text(rid, out)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        elif suffix is not None and not eos:
+            reason = "stop"
+            if text is not None:
+                text = self._text(rid, out[:-len(suffix)])
+        else:
+            reason = "eos" if eos else "length"
+        if not done:  # ended on the host (a stop in the text): free the row on the device too
+            with self._context():
+                self.state = self._release(self.state, np.int32(slot))
+        self._results[rid][sample] = Completion(out, text, reason)
+        self._slot[slot] = None

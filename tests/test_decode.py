@@ -1,0 +1,99 @@
+"""infer.decode: the prefill equals the Flax model, grouped attention equals the repeated-kv one, the step updates the
+donated cache in place, and writes past the cache or outside the slots are dropped and reported, never clamped."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from camel_jax.infer import decode
+from camel_jax.model.attention import dot_attention
+from camel_jax.model.config import get_preset
+from camel_jax.model.llama import Llama, init_cache, init_params
+
+CFG = get_preset("tiny-gqa", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def weights():
+    params = jax.jit(lambda k: init_params(CFG, k))(jax.random.PRNGKey(0))
+    return params, decode.serving_weights(params, CFG)
+
+
+def test_prefill_equals_the_model(weights):
+    params, w = weights
+    prompt = [1, 17, 42, 99, 3, 8, 77]
+    tokens = np.zeros((1, 16), np.int32)
+    tokens[0, :7] = prompt
+    logits, kv = jax.jit(functools.partial(decode.prefill, cfg=CFG))(w, tokens, np.int32(7))
+    ref, cache = Llama(CFG, trim_logits=False).apply({"params": params}, jnp.asarray([prompt]),
+                                                     cache=init_cache(CFG, 1, 7), cache_index=0)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(ref[0, -1]), atol=2e-5, rtol=1e-5)
+    assert logits.shape == (CFG.padded_vocab,)  # only the last position's logits
+    for layer, (k, v) in enumerate(kv):
+        np.testing.assert_allclose(np.asarray(k[:, :7]), np.asarray(cache["k"][layer, 0]).transpose(1, 0, 2),
+                                   atol=1e-5)
+        np.testing.assert_allclose(np.asarray(v[:, :7]), np.asarray(cache["v"][layer, 0]).transpose(1, 0, 2),
+                                   atol=1e-5)
+
+
+def test_grouped_attention_equals_repeated_kv():
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(3, 8, 16)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(3, 2, 24, 16)), jnp.float32) for _ in range(2))
+    lengths = jnp.asarray([1, 10, 24])
+    valid = jnp.arange(24)[None] < lengths[:, None]
+    ref = dot_attention(q[:, None], k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), valid[:, None, None, :])[:, 0]
+    np.testing.assert_allclose(np.asarray(decode.grouped_attention(q, k, v, valid)), np.asarray(ref), atol=1e-6)
+
+
+def _state(slots, lengths, active):
+    state = decode.empty_state(slots, 2, 4)
+    return {**state, "lengths": jnp.asarray(lengths, jnp.int32), "active": jnp.asarray(active),
+            "max_new": jnp.full(slots, 100, jnp.int32)}
+
+
+def test_a_write_past_the_cache_is_dropped_and_reported(weights):
+    _, w = weights
+    cache = [{k: jnp.ones_like(x) for k, x in c.items()} for c in decode.empty_cache(CFG, 2, 16)]
+    before = [{k: np.asarray(x) for k, x in c.items()} for c in cache]
+    step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window")
+    cache, state, _, done, overflow = step(w, cache, _state(2, [16, 3], [True, True]), window=16)
+    assert np.asarray(overflow).tolist() == [True, False]
+    assert np.asarray(state["lengths"]).tolist() == [16, 4] and np.asarray(state["active"]).tolist() == [False, True]
+    for c, b in zip(cache, before):
+        np.testing.assert_array_equal(np.asarray(c["k"])[0], b["k"][0])  # row 0 untouched: the last slot too
+        assert not np.array_equal(np.asarray(c["k"])[1, :, 3], b["k"][1, :, 3])  # row 1 written at its position
+        np.testing.assert_array_equal(np.asarray(c["k"])[1, :, 4:], b["k"][1, :, 4:])
+
+
+def test_an_insert_outside_the_slots_is_dropped(weights):
+    _, w = weights
+    tokens = np.zeros((1, 16), np.int32)
+    tokens[0, :3] = [1, 5, 9]
+    logits, kv = jax.jit(functools.partial(decode.prefill, cfg=CFG))(w, tokens, np.int32(3))
+    request = {"max_new": np.int32(4), "eos": np.int32(-1), "temperature": np.float32(0), "top_k": np.int32(0),
+               "top_p": np.float32(1), "keys": np.zeros(2, np.uint32), "stops": np.full((2, 4), -1, np.int32)}
+    cache, state = decode.empty_cache(CFG, 2, 32), decode.empty_state(2, 2, 4)
+    ins = jax.jit(functools.partial(decode.insert, cfg=CFG))
+    c2, s2, tok, _ = ins(cache, state, np.int32(2), kv, np.int32(3), logits, request)
+    for a, b in zip(jax.tree.leaves((c2, s2)), jax.tree.leaves((cache, state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    c3, s3, tok3, _ = ins(cache, state, np.int32(1), kv, np.int32(3), logits, request)
+    assert np.asarray(s3["active"]).tolist() == [False, True] and int(s3["lengths"][1]) == 3
+    assert int(tok3) == int(jnp.argmax(logits)) and int(s3["tokens"][1]) == int(tok3)
+    np.testing.assert_array_equal(np.asarray(c3[0]["k"][1, :, :16]), np.asarray(kv[0][0]))
+
+
+def test_the_step_updates_the_donated_cache_in_place(weights):
+    _, w = weights
+    cache, state = decode.empty_cache(CFG, 4, 128), _state(4, [5, 0, 9, 2], [True, False, True, True])
+    step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window", donate_argnums=(1, 2))
+    stats = step.lower(w, cache, state, window=16).compile().memory_analysis()
+    cache_bytes = sum(x.nbytes for c in cache for x in c.values())
+    assert stats.alias_size_in_bytes >= cache_bytes  # every cache buffer is an output aliased to its input
+    assert stats.temp_size_in_bytes < cache_bytes / 4  # and no copy of it is made
+    new_cache, *_ = step(w, cache, state, window=16)
+    assert all(x.is_deleted() for c in cache for x in c.values())
+    assert new_cache[0]["k"].shape == (4, CFG.kv_heads, 128, CFG.dim_per_head)
