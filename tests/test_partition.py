@@ -72,7 +72,9 @@ def test_layers_name_every_parameter_and_the_table_maps_them():
 def test_another_workload_is_another_table():
     """The same model laid out by a different table (as serving will be): parameters follow it, nothing else
     changes. Here: no fsdp, the vocabulary replicated."""
-    serve = tuple((n, None if n in ("embed", "vocab", "act_vocab") else m) for n, m in TRAIN_RULES)
+    serve = partition.override(TRAIN_RULES, embed=None, vocab=None, act_vocab=None)
+    with pytest.raises(ValueError, match=r"names \['experts'\] are not in the table"):
+        partition.override(TRAIN_RULES, experts="mp")
     mesh = build_mesh("dp2,fsdp2,mp2", GQA)
     with partition.rules(serve):
         sh = param_shardings(GQA, mesh)

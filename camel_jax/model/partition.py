@@ -42,30 +42,24 @@ TRAIN_RULES: Rules = (
     ("act_vocab", "mp"),
 )
 
+
+def override(table: Rules, **mesh_axes: Any) -> Rules:
+    """`table` with some of its names mapped to other mesh axes: a workload that differs from another in a few."""
+    unknown = set(mesh_axes) - {name for name, _ in table}
+    if unknown:
+        raise ValueError(f"override: names {sorted(unknown)} are not in the table")
+    return tuple((name, mesh_axes.get(name, axes)) for name, axes in table)
+
+
 # Serving (infer/): slots over dp, heads, widths and vocabulary over mp, weights whole on every dp replica (no
 # fsdp: a decode step would gather every weight for one token per slot). The KV cache [B, KV, S, hd] per layer.
-SERVE_RULES: Rules = (
-    ("batch", "dp"),
-    ("seq", None),
-    ("vocab", "mp"),
-    ("embed", None),
-    ("heads", "mp"),
-    ("kv_heads", "mp"),
-    ("mlp", "mp"),
-    ("norm", None),
-    ("layers", None),
-    ("act_embed", None),
-    ("act_heads", "mp"),
-    ("act_kv_heads", "mp"),
-    ("head_dim", None),
-    ("act_mlp", "mp"),
-    ("act_vocab", "mp"),
+SERVE_RULES: Rules = override(TRAIN_RULES, batch="dp", embed=None) + (
     ("cache_batch", "dp"),
     ("cache_seq", None),
     ("cache_kv_heads", "mp"),
 )
 # A prefill runs one prompt (a batch of 1, which dp cannot split): as serving, with its rows replicated.
-PREFILL_RULES: Rules = tuple((n, None if n == "batch" else a) for n, a in SERVE_RULES)
+PREFILL_RULES: Rules = override(SERVE_RULES, batch=None)
 
 # Logical names of the model's activations, written once here and used by layers/llama/splash.
 BTD = ("batch", "seq", "act_embed")  # the residual stream [B, T, D]
