@@ -7,8 +7,10 @@ exactly what it would alone. Token choice is one function, `select_tokens(logits
 temperature is 0, else temperature plus nucleus (top-p) sampling; a richer sampler only replaces that function.
 
 CLI: python -m camel_jax.generate --checkpoint CKPT_DIR --prompt "..." [--prompt ...] [--max_new_tokens N] [--no_bos]
-[--temperature T --top_k K --top_p P --seed S] [--stop STR]: the prompts go through the continuous-batching engine
-(camel_jax.infer.engine), which this static-batch decoder is the reference for in tests.
+[--temperature T --top_k K --top_p P --seed S] [--stop STR] [--ignore_eos]: the prompts go through the
+continuous-batching engine (camel_jax.infer.engine), which this static-batch decoder is the reference for in tests.
+Batch files: --input prompts.jsonl --output out.jsonl [--chat_format tulu|hf|none] instead of --prompt, resumable
+after a kill (camel_jax/infer/batch_file.py).
 """
 from __future__ import annotations
 
@@ -131,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = cli.ArgumentParser(prog="python -m camel_jax.generate", description="Continue prompts with a "
                             "camel_jax checkpoint (converted, or a training output/step folder).")
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--prompt", action="append", required=True, help="may be repeated: prompts run as one batch")
+    ap.add_argument("--prompt", action="append", help="may be repeated: prompts run as one batch")
+    ap.add_argument("--input", help="a jsonl of {\"id\", \"prompt\"} or {\"id\", \"messages\"} lines (instead "
+                    "of --prompt); resumable: a rerun skips the ids already in --output")
+    ap.add_argument("--output", help="with --input: the jsonl each finished record is appended to")
+    ap.add_argument("--chat_format", default="tulu", choices=("tulu", "hf", "none"),
+                    help="with --input: how \"messages\" become a prompt (raw \"prompt\" text is used as-is)")
+    ap.add_argument("--ignore_eos", action="store_true", help="decode to max_new_tokens (for benchmarks)")
     ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--no_bos", action="store_true", help="do not prepend BOS to the prompt")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -142,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     args = ap.parse_args(argv)
+    if bool(args.prompt) == bool(args.input):
+        ap.error("give --prompt (may be repeated) or --input FILE.jsonl, not both" if args.prompt else
+                 "the following arguments are required: --prompt or --input")
+    if args.output and not args.input:
+        ap.error("--output goes with --input")
+    if args.input:
+        from camel_jax.infer import batch_file
+
+        return cli.run(ap.prog, batch_file.run, args, errors=(ValueError,))
     return cli.run(ap.prog, _generate_cli, args, errors=(ValueError,))
 
 
@@ -165,7 +182,7 @@ def _generate_cli(args) -> int:
     max_len = min(cfg.max_seq_len, -(-(longest + args.max_new_tokens) // 128) * 128)
     engine = Engine(params, cfg, slots=max(1, min(args.slots, len(prompts))), max_len=max_len, tokenizer=tokenizer)
     outs = engine.run([Request(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed=args.seed,
-                               stop=args.stop) for p in prompts])
+                               stop=args.stop, ignore_eos=args.ignore_eos) for p in prompts])
     for prompt, (out,) in zip(args.prompt, outs):
         print(out.text if len(args.prompt) == 1 else f"### {prompt}\n{out.text}\n")
     return 0

@@ -100,6 +100,7 @@ class Engine:
         self._len = np.zeros(slots, np.int64)  # host mirror of state["lengths"]
         self._out: list[list[int]] = [[] for _ in range(slots)]
         self._stop_ids: dict[int, list[list[int]]] = {}
+        self._finished: list[int] = []  # requests completed since the last pop_finished()
 
     def _context(self):
         return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
@@ -201,6 +202,12 @@ class Engine:
             pass
         return [list(r) for r in self._results]
 
+    def pop_finished(self) -> list[tuple[int, list[Completion]]]:
+        """(request, its completions) for each request completed since the last call, in order of completion: a
+        caller stepping the engine itself can write each result as soon as it exists."""
+        done, self._finished = self._finished, []
+        return [(rid, list(self._results[rid])) for rid in done]
+
     # -- ends -----------------------------------------------------------------------------------------------
     def _text(self, rid: int, ids: list[int]) -> str:
         """The generated text, decoded after the prompt's last token so a leading space survives."""
@@ -233,3 +240,5 @@ class Engine:
                 self.state = self._release(self.state, np.int32(slot))
         self._results[rid][sample] = Completion(out, text, reason)
         self._slot[slot] = None
+        if all(c is not None for c in self._results[rid]):
+            self._finished.append(rid)
