@@ -70,6 +70,10 @@ def test_prompts_and_messages(ckpt, tmp_path, capsys):
     before = open(out).read()
     assert main(["--checkpoint", ckpt, "--input", inp, "--output", out, "--max_new_tokens", "6"]) == 0
     assert "(3 already done, 0 generated" in capsys.readouterr().err and open(out).read() == before
+    # Resuming with other sampling flags would mix two runs in one file: refused, naming the flag.
+    assert main(["--checkpoint", ckpt, "--input", inp, "--output", out, "--max_new_tokens", "7"]) == 2
+    assert f"{out}:1: written with --max_new_tokens 6, this run has 7" in capsys.readouterr().err
+    assert open(out).read() == before
 
 
 def test_ignore_eos_decodes_to_max_new_tokens(ckpt, tmp_path):

@@ -68,9 +68,10 @@ def read_input(path: str) -> list[tuple[int, Any, str | list]]:
     return records
 
 
-def read_done(path: str, known: set[str]) -> set[str]:
+def read_done(path: str, known: set[str], settings: dict | None = None) -> set[str]:
     """Ids already complete in the output file. A last line without its newline (a kill mid-write) is truncated
-    away so it is redone; any other unreadable line, or an id not in the input, is a UsageError (wrong file)."""
+    away so it is redone; any other unreadable line, an id not in the input, or a record made with other
+    `settings` (sampling flags) is a UsageError: resuming must not mix two runs in one file."""
     if not os.path.exists(path):
         return set()
     done, good = set(), 0
@@ -89,6 +90,10 @@ def read_done(path: str, known: set[str]) -> set[str]:
             raise UsageError(f"{path}:{n}: id {key} is not in the input; is this the output of this input?")
         if key in done:
             raise UsageError(f"{path}:{n}: duplicate id {key}")
+        for flag, value in (settings or {}).items():
+            if rec.get(flag) != value:
+                raise UsageError(f"{path}:{n}: written with --{flag} {rec.get(flag)!r}, this run has {value!r}; "
+                                 f"rerun with the same flags or write another --output")
         done.add(key)
         good += len(raw)
     if good < len(data):
@@ -141,7 +146,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
                                 f"checkpoint carries no tokenizer")
     cfg = params_io.load_model_config(args.checkpoint)
-    done = read_done(args.output, known)
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+                "top_k": args.top_k, "seed": args.seed, "stop": list(args.stop), "ignore_eos": args.ignore_eos}
+    done = read_done(args.output, known, sampling)
     todo = [r for r in records if _key(r[1]) not in done]
     tokenizer = load_tokenizer(tok_dir)
     prompts = encode(todo, args.input, tokenizer, args.chat_format, not args.no_bos)
@@ -149,8 +156,6 @@ def run(args) -> int:
         if len(p) + args.max_new_tokens > cfg.max_seq_len:
             raise UsageError(f"{args.input}:{n}: prompt ({len(p)} tokens) + --max_new_tokens ({args.max_new_tokens})"
                              f" exceeds the model's max_seq_len {cfg.max_seq_len}")
-    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-                "top_k": args.top_k, "seed": args.seed, "stop": list(args.stop), "ignore_eos": args.ignore_eos}
     start, new_tokens = time.time(), 0
     if todo:
         params, cfg = params_io.load_params(args.checkpoint)
