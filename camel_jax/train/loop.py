@@ -92,15 +92,15 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
 
     from camel_jax.train.checkpointing import Checkpointer
     from camel_jax.train.optimizer import make_optimizer
-    from camel_jax.train.state import abstract_train_state, init_train_state, state_shardings, with_shardings
+    from camel_jax.train.state import abstract_train_state, init_train_state, with_shardings
     from camel_jax.train.step import batch_sharding, make_train_step
 
     optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
     with jax.set_mesh(mesh):
         abstract = abstract_train_state(s.model_cfg, optimizer)
-        shardings = state_shardings(s.model_cfg, optimizer, mesh)
         train_step = make_train_step(s.model_cfg, optimizer, mesh, t.grad_accum, t.loss_reduction,
                                      t.micro_mean_rows or None, t.loss_chunk)
+        shardings = train_step.state_shardings  # the step's own (derived once, from the boxed parameters)
     ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
     start = ckpt.latest_step() or 0
     # Global rows [batch_size, T] as [grad_accum, micro rows, T]; this process loads the rows its devices hold.
