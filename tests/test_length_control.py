@@ -100,3 +100,45 @@ def test_difficulty_and_gamed_rows_enter_the_design():
 
 def test_extreme_change_rule():
     assert not lc.is_extreme_change(50, 60) and lc.is_extreme_change(50, 63) and lc.is_extreme_change(20, 9)
+
+
+def _sklearn_lc(prefs, len_model, len_ref):
+    """alpaca_eval's own estimator, configured as its `fit_LogisticRegressionCV` (soft-label branch) is: each row
+    duplicated as y=1 / y=0 weighted p / 1−p, GroupKFold(5) over the original rows, a weighted log-loss scorer,
+    L1 liblinear without intercept, random_state 123; predicted with the length term zeroed."""
+    sklearn = pytest.importorskip("sklearn", reason="scikit-learn (the test extra) is alpaca_eval's estimator")
+    import warnings
+
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GroupKFold
+
+    def weighted_log_loss(y_true, y_pred, true_prob):
+        target = np.where(y_true == 1, true_prob, 1 - true_prob)
+        y_pred = np.clip(y_pred, 1e-15, 1 - 1e-15)
+        return -np.mean(target * np.log(y_pred) + (1 - target) * np.log(1 - y_pred))
+
+    p = np.array([lc.preference_to_prob(x) for x in prefs])
+    n, delta = len(p), np.asarray(len_ref, float) - np.asarray(len_model, float)
+    X = np.c_[np.tanh(delta / np.std(delta, ddof=1)), np.ones(n)]
+    prob = np.r_[p, 1 - p]
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear/penalty deprecation notices of newer releases
+        scorer = make_scorer(weighted_log_loss, response_method="predict_proba",
+                             greater_is_better=False).set_score_request(true_prob=True)
+        model = LogisticRegressionCV(cv=GroupKFold(n_splits=5), scoring=scorer, random_state=123, penalty="l1",
+                                     solver="liblinear", fit_intercept=False).set_fit_request(sample_weight=True)
+        model.fit(np.r_[X, X], np.r_[np.ones(n), np.zeros(n)], sample_weight=prob, groups=np.r_[np.arange(n),
+                  np.arange(n)], true_prob=prob)
+        lc_rate = 100 * model.predict_proba(np.c_[np.zeros(n), np.ones(n)])[:, 1].mean()
+    return lc_rate, float(model.C_[0])
+
+
+@pytest.mark.parametrize("seed,n,theta,draws", [(1, 805, 0.5, 0.1), (3, 100, 1.0, 0.0)])
+def test_lc_agrees_with_alpaca_evals_sklearn_estimator(seed, n, theta, draws):
+    prefs, len_model, len_ref = _length_loving_judge(seed, n=n, theta=theta)
+    prefs = np.where(np.random.default_rng(9).random(n) < draws, 0, prefs)
+    ours = lc.length_controlled_winrate(prefs, len_model, len_ref)
+    theirs, C = _sklearn_lc(prefs, len_model, len_ref)
+    assert ours["lc_C"] == C
+    assert ours["length_controlled_winrate"] == pytest.approx(theirs, abs=0.01)  # liblinear's tol is 1e-4
