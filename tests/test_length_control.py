@@ -102,10 +102,11 @@ def test_extreme_change_rule():
     assert not lc.is_extreme_change(50, 60) and lc.is_extreme_change(50, 63) and lc.is_extreme_change(20, 9)
 
 
-def _sklearn_lc(prefs, len_model, len_ref):
+def _sklearn_lc(prefs, len_model, len_ref, difficulty=None, gamed=None):
     """alpaca_eval's own estimator, configured as its `fit_LogisticRegressionCV` (soft-label branch) is: each row
-    duplicated as y=1 / y=0 weighted p / 1−p, GroupKFold(5) over the original rows, a weighted log-loss scorer,
-    L1 liblinear without intercept, random_state 123; predicted with the length term zeroed."""
+    duplicated as y=1 / y=0 weighted p / 1−p (times the gamed rows' λ/2), GroupKFold(5) over the original rows
+    (gamed rows first), a weighted log-loss scorer, L1 liblinear without intercept, random_state 123; predicted
+    for the model's rows with the length term zeroed."""
     sklearn = pytest.importorskip("sklearn", reason="scikit-learn (the test extra) is alpaca_eval's estimator")
     import warnings
 
@@ -113,24 +114,31 @@ def _sklearn_lc(prefs, len_model, len_ref):
     from sklearn.metrics import make_scorer
     from sklearn.model_selection import GroupKFold
 
-    def weighted_log_loss(y_true, y_pred, true_prob):
+    def weighted_log_loss(y_true, y_pred, true_prob, true_sample_weight):
         target = np.where(y_true == 1, true_prob, 1 - true_prob)
         y_pred = np.clip(y_pred, 1e-15, 1 - 1e-15)
-        return -np.mean(target * np.log(y_pred) + (1 - target) * np.log(1 - y_pred))
+        return -np.mean(true_sample_weight * (target * np.log(y_pred) + (1 - target) * np.log(1 - y_pred)))
 
     p = np.array([lc.preference_to_prob(x) for x in prefs])
     n, delta = len(p), np.asarray(len_ref, float) - np.asarray(len_model, float)
-    X = np.c_[np.tanh(delta / np.std(delta, ddof=1)), np.ones(n)]
-    prob = np.r_[p, 1 - p]
+    cols = [np.tanh(delta / np.std(delta, ddof=1))] + ([] if difficulty is None else [np.asarray(difficulty)])
+    X, X_test = np.c_[tuple(cols) + (np.ones(n),)], np.c_[tuple([np.zeros(n)] + cols[1:]) + (np.ones(n),)]
+    w = np.ones(n)
+    if gamed is not None:
+        Xg = np.c_[np.tanh(gamed["std_delta_len"]), gamed["instruction_difficulty"], np.zeros(len(gamed["preference"]))]
+        X, p = np.r_[Xg, X], np.r_[gamed["preference"], p]
+        w = np.r_[np.full(len(Xg), 0.1), w]
+    m = len(p)
+    prob, weight = np.r_[p, 1 - p], np.r_[w, w]
     with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # liblinear/penalty deprecation notices of newer releases
         scorer = make_scorer(weighted_log_loss, response_method="predict_proba",
-                             greater_is_better=False).set_score_request(true_prob=True)
+                             greater_is_better=False).set_score_request(true_prob=True, true_sample_weight=True)
         model = LogisticRegressionCV(cv=GroupKFold(n_splits=5), scoring=scorer, random_state=123, penalty="l1",
                                      solver="liblinear", fit_intercept=False).set_fit_request(sample_weight=True)
-        model.fit(np.r_[X, X], np.r_[np.ones(n), np.zeros(n)], sample_weight=prob, groups=np.r_[np.arange(n),
-                  np.arange(n)], true_prob=prob)
-        lc_rate = 100 * model.predict_proba(np.c_[np.zeros(n), np.ones(n)])[:, 1].mean()
+        model.fit(np.r_[X, X], np.r_[np.ones(m), np.zeros(m)], sample_weight=prob * weight,
+                  groups=np.r_[np.arange(m), np.arange(m)], true_prob=prob, true_sample_weight=weight)
+        lc_rate = 100 * model.predict_proba(X_test)[:, 1].mean()
     return lc_rate, float(model.C_[0])
 
 
@@ -142,3 +150,15 @@ def test_lc_agrees_with_alpaca_evals_sklearn_estimator(seed, n, theta, draws):
     theirs, C = _sklearn_lc(prefs, len_model, len_ref)
     assert ours["lc_C"] == C
     assert ours["length_controlled_winrate"] == pytest.approx(theirs, abs=0.01)  # liblinear's tol is 1e-4
+
+
+def test_lc_with_difficulty_and_gamed_rows_agrees_with_sklearn():
+    n = 300
+    prefs, len_model, len_ref = _length_loving_judge(4, n=n, theta=0.3)
+    rng = np.random.default_rng(5)
+    difficulty = rng.normal(size=n)
+    gamed = {"preference": rng.random(2 * n), "std_delta_len": rng.normal(size=2 * n),
+             "instruction_difficulty": np.r_[difficulty, difficulty]}
+    ours = lc.length_controlled_winrate(prefs, len_model, len_ref, difficulty=difficulty, gamed=gamed)
+    theirs, C = _sklearn_lc(prefs, len_model, len_ref, difficulty=difficulty, gamed=gamed)
+    assert ours["lc_C"] == C and ours["length_controlled_winrate"] == pytest.approx(theirs, abs=0.01)
