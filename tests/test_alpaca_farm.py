@@ -61,7 +61,7 @@ def test_an_input_field_takes_the_other_branch(tmp_path):
 def test_the_setting():
     (s,) = af.SETTINGS
     assert (s.name, s.group, s.column, s.metric, s.kind, s.chat) == (
-        "alpaca_farm", "alpaca_farm", "AlpacaFarm", "win_rate", "generate", True)
+        "alpaca_farm", "alpaca_farm", "AlpacaFarm win rate", "win_rate", "generate", True)
     assert (s.decoding.max_new_tokens, s.decoding.temperature, s.decoding.n, s.decoding.stop) == (2048, 0.0, 1, ())
     assert s.extract(" raw text\n", None) == " raw text\n"
     assert s.subset_key(af.Item(id="3", prompt="", gold=None, meta={"dataset": "koala"})) == "koala"
@@ -82,7 +82,7 @@ def _records(items, outputs):
 
 def test_without_a_judge_the_column_is_not_judged(paper_items):
     out = af.score(_records(paper_items[:3], ["a", "bb", "ccc"]), sandbox="ignored")
-    assert out["judged"] is False and "win_rate" not in out
+    assert out["judged"] is False and out["status"] == "not judged" and "win_rate" not in out
     assert out["n_outputs"] == 3 and out["avg_length"] == 2.0
 
 
@@ -106,7 +106,7 @@ def test_score_through_a_judge_server(shared_data, paper_items, tmp_path):
     for key in ("n_wins", "n_wins_base", "n_draws", "n_total", "win_rate", "standard_error"):
         assert out[key] == expected[key]
     assert out["n_total"] == 10 and out["length_controlled_winrate"] is not None and "lc_standard_error" in out
-    assert {j["preference"] for j in out["judgments"] if j["id"] in bad} == {None}
+    assert {out["per_item"][i]["preference"] for i in bad} == {None} and len(out["per_item"]) == 15
     # a rescore from the cache alone (no URL) asks nothing for the parsed pairs, reproduces the numbers; the
     # unparseable batch is not cached, so it needs the judge again
     with pytest.raises(af.judge_lib.JudgeError, match="5 pairs are not in the judgment cache"):
@@ -130,3 +130,16 @@ def test_reference_file_replaces_the_reference(shared_data, paper_items, tmp_pat
         bad = tmp_path / "refs.json"
         bad.write_text(json.dumps([{"instruction": "other", "output": "x"}]))
         af.score(records, judge_url="http://127.0.0.1:9", judge_model="m", data_dir=shared_data, reference_file=bad)
+
+
+def test_judge_flags_become_score_options(tmp_path):
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    af.add_judge_flags(ap)
+    assert af.judge_options(ap.parse_args([]), str(tmp_path), "/data") == {}
+    opts = af.judge_options(ap.parse_args(["--judge_url", "http://127.0.0.1:8000/v1", "--judge_model", "m"]),
+                            str(tmp_path), "/data")
+    assert opts["judge_cache"] == str(tmp_path / "alpaca_farm" / "judge_cache.jsonl") and opts["data_dir"] == "/data"
+    assert (opts["judge_url"], opts["judge_model"], opts["judge_template"]) == (
+        "http://127.0.0.1:8000/v1", "m", "alpaca_farm_greedy_gpt4")

@@ -161,7 +161,8 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
     base = {"n_outputs": len(records),
             "avg_length": sum(map(len, outputs)) / len(outputs) if outputs else None}
     if judge is None and judge_url is None and judge_model is None:
-        return {"judged": False, **base, "note": "no judge configured (--judge_url, --judge_model): outputs only"}
+        return {"judged": False, "status": "not judged", **base,
+                "note": "no judge configured (--judge_url, --judge_model): outputs only"}
     if judge is None:
         judge = make_judge(judge_url=judge_url, judge_model=judge_model, data_dir=data_dir,
                            judge_template=judge_template, judge_cache=judge_cache, judge_seed=judge_seed,
@@ -179,10 +180,10 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
     bad = [j for j in judgments if j["preference"] is None]
     out = {"judged": True, **base, **judge.describe(), "reference": str(reference_file or "eval_set"),
            "n_unparseable": len(bad), "unparseable": [{"id": j["id"], "raw": (j["raw"] or "")[:500]} for j in bad],
-           "judgments": [{k: j[k] for k in ("id", "preference", "swapped", "cached")} for j in judgments]}
+           "per_item": {j["id"]: {k: j[k] for k in ("preference", "swapped", "cached")} for j in judgments}}
     if not ok:
         return {**out, "n_total": 0, "win_rate": None, "length_controlled_winrate": None,
-                "note": "no judge answer could be parsed"}
+                "status": "judge unparseable", "note": "no judge answer could be parsed"}
     out.update(head2head([j["preference"] for j, _ in ok]))
     if len(ok) < 2 * N_SPLITS:
         out.update(length_controlled_winrate=None, lc_note=f"needs >= {2 * N_SPLITS} judged pairs, has {len(ok)}")
@@ -201,8 +202,34 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
     return out
 
 
+def add_judge_flags(parser) -> None:
+    """The judge's flags, for `evaluate` and `rescore` alike (a rescore with the same flags reuses the cache)."""
+    g = parser.add_argument_group("AlpacaFarm judge (without --judge_url/--judge_model the column is not judged)")
+    g.add_argument("--judge_url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                   "(API key from $OPENAI_API_KEY if set)")
+    g.add_argument("--judge_model", default=None, help="the judge's model name (default: the template's own, "
+                   "gpt-4-0314 for alpaca_farm_greedy_gpt4)")
+    g.add_argument("--judge_template", default=judge_lib.DEFAULT_TEMPLATE,
+                   help="a folder of <data_dir>/alpaca_eval/evaluators_configs (default: the paper's "
+                        "alpaca_farm_greedy_gpt4; alpaca_eval_gpt4 judges one pair per call)")
+    g.add_argument("--judge_seed", type=int, default=0, help="seed of the per-pair output-order randomisation")
+    g.add_argument("--judge_concurrency", type=int, default=4, help="judge requests in flight at most")
+    g.add_argument("--judge_reference_file", default=None, help="reference outputs (AlpacaEval JSON list) instead "
+                   "of the eval set's text-davinci-003 ones")
+
+
+def judge_options(args, out_dir: str, data_dir: str) -> dict:
+    """score() options from add_judge_flags' args; {} when no judge is configured. The cache lives in the run."""
+    if args.judge_url is None and args.judge_model is None:
+        return {}
+    return {"judge_url": args.judge_url, "judge_model": args.judge_model, "judge_template": args.judge_template,
+            "judge_seed": args.judge_seed, "judge_concurrency": args.judge_concurrency, "data_dir": data_dir,
+            "judge_cache": os.path.join(out_dir, "alpaca_farm", "judge_cache.jsonl"),
+            "reference_file": args.judge_reference_file}
+
+
 SETTINGS = (
-    Setting(name="alpaca_farm", group="alpaca_farm", column="AlpacaFarm", metric="win_rate", kind="generate",
+    Setting(name="alpaca_farm", group="alpaca_farm", column="AlpacaFarm win rate", metric="win_rate", kind="generate",
             chat=True, items=items, score=score, decoding=Decoding(max_new_tokens=2048), extract=extract,
             subset_key=lambda item: item.meta["dataset"]),
 )
