@@ -145,3 +145,15 @@ def test_torn_cache_line_is_asked_again(b5, tmp_path):
     cache.write_text('garbage\n' + first + "\n")
     with pytest.raises(J.JudgeError, match=r"c.jsonl:1: not a judgment cache record"):
         J.Judge(None, "fake-judge", b5, cache)
+
+
+def test_a_refused_prompt_leaves_only_its_batch_unjudged(b5, tmp_path):
+    pairs, expected = _pairs(12)
+    with FakeJudge(fail_first=1, fail_status=413) as server:  # e.g. longer than a local judge's context
+        judge = J.Judge(server.url, "fake-judge", b5, tmp_path / "c.jsonl", concurrency=1)
+        res = judge.judge(pairs)
+        assert len(server.requests) == 3 and judge.calls == 2  # no retry of the refused one
+    refused = [r for r in res if r["error"] is not None]
+    assert [r["id"] for r in refused] == ["0", "1", "2", "3", "4"] and all(r["preference"] is None for r in refused)
+    assert refused[0]["error"].startswith("HTTP 413")
+    assert [r["preference"] for r in res[5:]] == expected[5:]

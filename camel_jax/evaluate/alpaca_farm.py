@@ -155,8 +155,8 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
           data_dir: str | os.PathLike | None = None, reference_file: str | os.PathLike | None = None,
           difficulty_file: str | os.PathLike | None = None, **_run_options: Any) -> dict:
     """Metrics from the prediction records. No judge (neither `judge` nor `judge_url`/`judge_model`): the column is
-    not judged and there is no win rate. With one: win rate (ties half) ± SE, counts, unparseable replies shown,
-    and the length-controlled win rate."""
+    not judged and there is no win rate. With one: win rate (ties half) ± SE over the judged pairs, counts,
+    unparseable replies and refused prompts shown (never counted as ties), and the length-controlled win rate."""
     outputs = [r["answer"] for r in records]
     base = {"n_outputs": len(records),
             "avg_length": sum(map(len, outputs)) / len(outputs) if outputs else None}
@@ -177,13 +177,15 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
                       "reference": refs[ins] if refs is not None else r["gold"]["reference"]})
     judgments = judge.judge(pairs)
     ok = [(j, p) for j, p in zip(judgments, pairs) if j["preference"] is not None]
-    bad = [j for j in judgments if j["preference"] is None]
+    bad = [j for j in judgments if j["preference"] is None and j["error"] is None]
+    refused = [j for j in judgments if j["error"] is not None]
     out = {"judged": True, **base, **judge.describe(), "reference": str(reference_file or "eval_set"),
            "n_unparseable": len(bad), "unparseable": [{"id": j["id"], "raw": (j["raw"] or "")[:500]} for j in bad],
+           "n_refused": len(refused), "refused": [{"id": j["id"], "error": j["error"]} for j in refused],
            "per_item": {j["id"]: {k: j[k] for k in ("preference", "swapped", "cached")} for j in judgments}}
     if not ok:
         return {**out, "n_total": 0, "win_rate": None, "length_controlled_winrate": None,
-                "status": "judge unparseable", "note": "no judge answer could be parsed"}
+                "status": "judge unparseable", "note": "no judge answer could be parsed or was given"}
     out.update(head2head([j["preference"] for j, _ in ok]))
     if len(ok) < 2 * N_SPLITS:
         out.update(length_controlled_winrate=None, lc_note=f"needs >= {2 * N_SPLITS} judged pairs, has {len(ok)}")

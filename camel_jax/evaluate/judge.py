@@ -20,7 +20,8 @@ Judgments are cached in a jsonl file keyed by (instruction, both outputs in the 
 name and text hash, decoding), so a rerun or a rescore asks nothing already answered; an unparseable reply is not
 cached (a rerun asks again) and is returned as preference None with its raw text — never a tie. Transient HTTP
 failures (connection errors, timeouts, 408/409/425/429/5xx) are retried with exponential backoff (Retry-After
-honoured); other errors stop with the endpoint's message. At most `concurrency` requests are in flight.
+honoured); a prompt the endpoint refuses (400/413/422, typically longer than a local judge's context) leaves that
+batch's pairs unjudged with the message as `error`; any other error (401, 404...) stops with the endpoint's message. At most `concurrency` requests are in flight.
 httpx, not the `openai` package: one POST per call, with the retry policy and timeouts stated here rather than
 layered over the client's own retries, and the same transport hook the tests use.
 """
@@ -45,6 +46,7 @@ DEFAULT_TEMPLATE = "alpaca_farm_greedy_gpt4"
 PLACEHOLDERS = ("instruction", "output_1", "output_2")
 DUMMY_PAIR = {"instruction": "1+1=", "output_1": "2", "output_2": "3"}  # alpaca_eval's padding example
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+BATCH_REFUSED = frozenset({400, 413, 422})  # this prompt refused (e.g. longer than the judge's context): that batch only
 
 
 class JudgeError(RuntimeError):
@@ -201,13 +203,15 @@ class Judge:
     def judge(self, pairs: Sequence[dict]) -> list[dict]:
         """pairs: dicts with id, instruction, output (the model's), reference. Returns per pair: id, preference
         (AlpacaEval coding against the reference: 1 reference wins, 2 model wins, 0 identical outputs, None
-        unparseable), swapped (the model's output was shown first), cached, raw (the reply, if asked)."""
+        unparseable or refused), swapped (the model's output was shown first), cached, raw (the reply, if asked),
+        error (the endpoint's message when it refused this batch's prompt with 400/413/422, else None)."""
         results, todo = [], []
         for pair in pairs:
             ins, out, ref = pair["instruction"], pair["output"], pair["reference"]
             swapped = _swapped(self.seed, ins, out, ref)
             shown = {"instruction": ins, "output_1": out if swapped else ref, "output_2": ref if swapped else out}
-            res = {"id": pair["id"], "swapped": swapped, "preference": None, "cached": False, "raw": None}
+            res = {"id": pair["id"], "swapped": swapped, "preference": None, "cached": False, "raw": None,
+                   "error": None}
             results.append(res)
             if out == ref:
                 res["preference"] = 0
@@ -228,11 +232,12 @@ class Judge:
             futures = {pool.submit(self._ask, client, [s for _, s, _ in b]): b for b in batches}
             try:
                 for fut in concurrent.futures.as_completed(futures):
-                    batch, raw = futures[fut], fut.result()
+                    batch, (raw, error) = futures[fut], fut.result()
+                    self.calls += error is None
                     prefs = parse(self.template, raw)
                     new = []
                     for j, (res, _, key) in enumerate(batch):
-                        res["raw"] = raw
+                        res["raw"], res["error"] = raw, error
                         if prefs is not None:
                             res["preference"] = self._unswap(prefs[j], res["swapped"])
                             new.append({"key": key, "preference": prefs[j], "raw": raw, "judge_model": self.model,
@@ -249,7 +254,8 @@ class Judge:
     def _unswap(pref: int, swapped: bool) -> int:
         return 3 - pref if swapped else pref
 
-    def _ask(self, client: httpx.Client, shown: list[dict]) -> str | None:
+    def _ask(self, client: httpx.Client, shown: list[dict]) -> tuple[str | None, str | None]:
+        """(the reply's content, None), or (None, the error) when the endpoint refused this prompt."""
         pad = [DUMMY_PAIR] * (self.template.batch_size - len(shown))
         body = {"model": self.model, "messages": to_messages(fill(self.template, list(shown) + pad)),
                 "temperature": self.template.temperature, "max_tokens": self.template.max_tokens}
@@ -263,6 +269,8 @@ class Judge:
                 if resp.status_code == 200:
                     break
                 error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                if resp.status_code in BATCH_REFUSED:
+                    return None, error
                 if resp.status_code not in TRANSIENT_STATUS:
                     raise JudgeError(f"judge {self.url} refused the request: {error}")
                 wait = self._delay(attempt, resp.headers.get("retry-after"))
@@ -273,8 +281,7 @@ class Judge:
             content = resp.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise JudgeError(f"judge {self.url}: not an OpenAI chat completion: {resp.text[:300]}") from None
-        self.calls += 1
-        return content
+        return content, None
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         try:
