@@ -113,6 +113,14 @@ def test_score_through_a_judge_server(shared_data, paper_items, tmp_path):
         af.score(records, **opts)
     again = af.score([r for r in records if r["id"] not in bad], **opts)
     assert again["win_rate"] == out["win_rate"] and n_requests == 4  # 3 batches + the transient 500
+    assert again["lc_terms"] == "model+length"
+    # alpaca_eval's instruction_difficulty.csv (index, value) adds the difficulty term
+    (tmp_path / "difficulty.csv").write_text("index,instruction_difficulty\n" +
+                                             "".join(f"{i},{0.1 * i - 0.7}\n" for i in range(15)))
+    with_difficulty = af.score([r for r in records if r["id"] not in bad], **opts,
+                               difficulty_file=tmp_path / "difficulty.csv")
+    assert with_difficulty["lc_terms"] == "model+length+difficulty"
+    assert with_difficulty["win_rate"] == out["win_rate"]
 
 
 def test_reference_file_replaces_the_reference(shared_data, paper_items, tmp_path):
