@@ -41,8 +41,8 @@ def test_templates_load_from_the_shipped_configs(shared_data, b5):
 def test_fill_and_messages_follow_alpaca_eval(b5):
     pairs = [{"instruction": f"I{k} {{output_1}}", "output_1": f"A{k}", "output_2": f"B{k}"} for k in range(5)]
     text = J.fill(b5, pairs)
-    assert "### Instruction 5:\nI0 {output_1}\n\n### Output (a) for example 5:\nA0\n\n### Output (b) for example 5:\nB0" \
-        in text  # a placeholder inside a value is not substituted again
+    assert ("### Instruction 5:\nI0 {output_1}\n\n### Output (a) for example 5:\nA0\n\n"
+            "### Output (b) for example 5:\nB0") in text  # a placeholder inside a value is not substituted again
     assert "### Instruction 9:\nI4 {output_1}\n\n### Output (a) for example 9:\nA4\n\n" in text
     msgs = J.to_messages(text)
     assert [m["role"] for m in msgs] == ["system", "user"]

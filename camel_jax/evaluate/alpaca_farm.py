@@ -117,7 +117,7 @@ def _reference_map(path: str | os.PathLike) -> dict[str, str]:
         raise DataError(f"reference_file {path}: expected a JSON list of {{instruction, output}}")
     refs = {}
     for n, rec in enumerate(data):
-        if not (isinstance(rec, dict) and isinstance(rec.get("instruction"), str) and isinstance(rec.get("output"), str)):
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("instruction", "output"))):
             raise DataError(f"reference_file {path}: entry {n} needs string fields instruction and output")
         refs[rec["instruction"]] = rec["output"]
     return refs

@@ -21,7 +21,9 @@ name and text hash, decoding), so a rerun or a rescore asks nothing already answ
 cached (a rerun asks again) and is returned as preference None with its raw text — never a tie. Transient HTTP
 failures (connection errors, timeouts, 408/409/425/429/5xx) are retried with exponential backoff (Retry-After
 honoured); a prompt the endpoint refuses (400/413/422, typically longer than a local judge's context) leaves that
-batch's pairs unjudged with the message as `error`; any other error (401, 404...) stops with the endpoint's message. At most `concurrency` requests are in flight.
+batch's pairs unjudged with the message as `error`; any other error (401, 404...) stops with the endpoint's
+message. At most `concurrency` requests are in flight.
+
 httpx, not the `openai` package: one POST per call, with the retry policy and timeouts stated here rather than
 layered over the client's own retries, and the same transport hook the tests use.
 """
@@ -46,7 +48,7 @@ DEFAULT_TEMPLATE = "alpaca_farm_greedy_gpt4"
 PLACEHOLDERS = ("instruction", "output_1", "output_2")
 DUMMY_PAIR = {"instruction": "1+1=", "output_1": "2", "output_2": "3"}  # alpaca_eval's padding example
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-BATCH_REFUSED = frozenset({400, 413, 422})  # this prompt refused (e.g. longer than the judge's context): that batch only
+BATCH_REFUSED = frozenset({400, 413, 422})  # this prompt refused (e.g. beyond the judge's context): that batch only
 
 
 class JudgeError(RuntimeError):

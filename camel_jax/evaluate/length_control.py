@@ -13,11 +13,13 @@ feature (alpaca_eval's `not_gamed_baseline`), an L1 penalty as liblinear states 
 logspace(−4, 4, 10) by 5-fold cross-validated log loss (folds = row index mod 5, what GroupKFold gives for equal
 groups), then refitted on all rows. LC = mean over instructions of σ(θ [+ ψ·difficulty]).
 
-What camel_jax cannot reproduce offline, said plainly: alpaca_eval reads a fixed per-instruction `instruction_difficulty`
-and the annotations of two "gamed" (verbose/concise) baselines, weighted λ/2 = 0.1, from the Hugging Face dataset
-file `tatsu-lab/alpaca_eval/df_gamed.csv`. Neither is in ../shared/data. Pass `difficulty` (and `gamed` rows) to get
-the full model; without them the GLM has the model and length terms only, so the number is length-controlled but
-is not AlpacaEval 2's leaderboard value for the same annotations.
+What camel_jax cannot reproduce offline, said plainly: alpaca_eval reads a fixed per-instruction
+`instruction_difficulty` and the annotations of two "gamed" (verbose/concise) baselines, weighted λ/2 = 0.1, from
+the Hugging Face dataset file `tatsu-lab/alpaca_eval/df_gamed.csv`. Neither is in ../shared/data. Pass `difficulty`
+(and `gamed` rows) to get the full model; without them the GLM has the model and length terms only, so the number is
+length-controlled but is not AlpacaEval 2's leaderboard value for the same annotations. tests/test_length_control.py
+checks this estimator against sklearn's LogisticRegressionCV configured as alpaca_eval configures it (same C, LC
+within 0.01 points), with and without the difficulty and gamed rows.
 
 The L1 problem is solved exactly by a small proximal Newton method in numpy (51 fits per LC: 10 Cs × 5 folds + the
 refit; scipy's L-BFGS-B, used by the test as the reference solver, took ~0.2 s per fit); sklearn is not a
@@ -161,7 +163,8 @@ def length_controlled_winrate(preferences: Sequence[float], len_model: Sequence[
     if gamed is not None:
         if difficulty is None:
             raise ValueError("gamed-baseline rows need the instruction difficulty too")
-        g = {k: np.asarray(gamed[k], dtype=np.float64) for k in ("preference", "std_delta_len", "instruction_difficulty")}
+        g = {k: np.asarray(gamed[k], dtype=np.float64)
+             for k in ("preference", "std_delta_len", "instruction_difficulty")}
         Xg = np.stack([np.tanh(g["std_delta_len"]), g["instruction_difficulty"], np.zeros(len(g["preference"]))], 1)
         # gamed rows first, as alpaca_eval concatenates them (it decides which fold each row falls in)
         X, y = np.concatenate([Xg, X]), np.concatenate([g["preference"], p])
