@@ -29,6 +29,7 @@ Context truncation to 512 tokens (test and exemplar passages) differs:
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -53,7 +54,13 @@ class TydiQADataError(ValueError):
 
 
 def _read_squad(path: str) -> list[dict]:
-    """[{id, lang, context, question, answers}] in file order."""
+    """[{id, lang, context, question, answers}] in file order (parsed once per file version; never mutated)."""
+    st = os.stat(path)
+    return _parse_squad(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_squad(path: str, _mtime: int, _size: int) -> list[dict]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)["data"]
