@@ -185,3 +185,23 @@ def test_settings_declare_the_papers_decoding():
     assert (GOLDP.column, CLOSED.column, GOLDP.group, GOLDP.metric) == ("TydiQA GP", "TydiQA CB", "tydiqa", "f1")
     for s in tydiqa.SETTINGS:
         assert s.chat and (s.decoding.max_new_tokens, s.decoding.temperature, s.decoding.stop) == (50, 0.0, ("\n",))
+
+
+@pytest.mark.parametrize("adds_bos", [False, True])
+def test_paper_truncation_of_a_hugging_face_tokenizer_follows_its_own_defaults(tmp_path, adds_bos):
+    """A tokenizer folder goes through transformers' encode/decode with default flags, as the paper's code called
+    them: the BOS string appears only for a tokenizer whose default encode adds BOS; fixed never shows it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.WordLevel({"<s>": 0, "[UNK]": 1, "word": 2}, unk_token="[UNK]"))
+    t.pre_tokenizer, t.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece()
+    if adds_bos:
+        t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", unk_token="[UNK]").save_pretrained(tmp_path)
+    tok = load_tokenizer(str(tmp_path))
+    text = " ".join(["word"] * 600)
+    want = "<s> " + " ".join(["word"] * 511) if adds_bos else " ".join(["word"] * 512)
+    assert tydiqa.truncate_context(text, tok, "paper") == want
+    assert tydiqa.truncate_context(text, tok, "fixed") == " ".join(["word"] * 512)
+    assert tydiqa.truncate_context(" ".join(["word"] * 511), tok, "paper") == " ".join(["word"] * 511)
