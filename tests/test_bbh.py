@@ -103,9 +103,11 @@ def test_extraction_paper_and_fixed(output, paper, fixed):
 
 
 def test_score_is_a_macro_average_of_case_and_punctuation_blind_exact_match():
-    recs = [{"answer": "A", "gold": "(A)", "meta": {"task": "one"}}]
-    recs += [{"answer": a, "gold": "True", "meta": {"task": "two"}} for a in ("true", "False", "yes", "")]
+    recs = [{"id": "one/0", "answer": "A", "gold": "(A)", "meta": {"task": "one"}}]
+    recs += [{"id": f"two/{n}", "answer": a, "gold": "True", "meta": {"task": "two"}}
+             for n, a in enumerate(("true", "False", "yes", ""))]
     out = bbh.score(recs)
+    assert out["per_item"] == {"one/0": True, "two/0": True, "two/1": False, "two/2": False, "two/3": False}
     assert out["per_task"] == {"one": 100.0, "two": 25.0}
     assert out["exact_match"] == 62.5 and out["count"] == 5  # micro would be 40
 

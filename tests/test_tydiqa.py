@@ -169,9 +169,12 @@ def test_goldp_needs_a_tokenizer(shared_data):
 
 
 def test_score_is_f1_per_language_averaged_unweighted():
-    recs = [{"answer": "The Nile.", "gold": ["Nile", "Mto Nile"], "meta": {"lang": "swahili"}}]
-    recs += [{"answer": a, "gold": ["big red dog"], "meta": {"lang": "english"}} for a in ("red dog", "", "cat")]
+    recs = [{"id": "sw", "answer": "The Nile.", "gold": ["Nile", "Mto Nile"], "meta": {"lang": "swahili"}}]
+    recs += [{"id": f"en{n}", "answer": a, "gold": ["big red dog"], "meta": {"lang": "english"}}
+             for n, a in enumerate(("red dog", "", "cat"))]
     out = tydiqa.score(recs)
+    assert out["per_item"]["sw"] == {"exact_match": 1.0, "f1": 1.0}
+    assert out["per_item"]["en0"] == {"exact_match": 0.0, "f1": pytest.approx(0.8)}
     assert out["per_language"]["swahili"] == {"exact_match": 100.0, "f1": 100.0, "count": 1}
     en = out["per_language"]["english"]
     assert en["exact_match"] == 0.0 and en["f1"] == pytest.approx(100 * 0.8 / 3) and en["count"] == 3

@@ -111,14 +111,15 @@ def extract(text: str, item: Item) -> str:
 
 
 def score(records, **_options) -> dict:
-    """Exact match per task (0-100) and their unweighted mean."""
-    by_task: dict[str, list[tuple[str, str]]] = {}
-    for r in records:
-        by_task.setdefault(r["meta"]["task"], []).append((r["answer"], r["gold"]))
-    per_task = {t: metrics.exact_match([a for a, _ in pairs], [g for _, g in pairs])
-                for t, pairs in sorted(by_task.items())}
+    """Exact match per task (0-100), their unweighted mean, and each record's correctness (`per_item`)."""
+    records = list(records)
+    flags = metrics.exact_match_flags([r["answer"] for r in records], [r["gold"] for r in records])
+    by_task: dict[str, list[bool]] = {}
+    for r, ok in zip(records, flags):
+        by_task.setdefault(r["meta"]["task"], []).append(ok)
+    per_task = {t: 100.0 * sum(oks) / len(oks) for t, oks in sorted(by_task.items())}
     return {"exact_match": sum(per_task.values()) / len(per_task) if per_task else 0.0,
-            "per_task": per_task, "count": sum(len(p) for p in by_task.values())}
+            "per_task": per_task, "count": len(records), "per_item": {r["id"]: ok for r, ok in zip(records, flags)}}
 
 
 def _setting(cot: bool) -> Setting:

@@ -56,7 +56,7 @@ def extract(text: str, item: Item) -> str:
 def score(records, workers: int | None = None, timeout: float = 3.0, backend: str = "auto", unsafe: bool = False,
           progress: bool = False, **_options) -> dict:
     """Run every record's samples (`outputs`, else `output`) in the sandbox; pass@k over problems (0-100), with
-    per-problem counts and each sample's result ("passed", "timed out", "failed: ..."), in record order.
+    `per_item` {id: samples, passed, each sample's result ("passed", "timed out", "failed: ...")}.
     Sandbox options: workers, timeout (s), backend, unsafe."""
     jobs, owners = [], []
     for r in records:
@@ -85,8 +85,7 @@ def score(records, workers: int | None = None, timeout: float = 3.0, backend: st
         per_sample[owner].append(result)
     pass_k = codex.mean_pass_at_k([tuple(c) for c in counts.values() if c[0]], KS)
     return {**{k: 100.0 * v for k, v in pass_k.items()}, "problems": len(counts), "samples": len(jobs),
-            "per_problem": {i: {"samples": n, "passed": c} for i, (n, c) in counts.items()},
-            "results": per_sample}
+            "per_item": {i: {"samples": n, "passed": c, "results": per_sample[i]} for i, (n, c) in counts.items()}}
 
 
 def _setting(name: str, column: str, metric: str, temperature: float) -> Setting:

@@ -173,15 +173,19 @@ def extract(text: str, item: Item) -> str:
 
 
 def score(records, **_options) -> dict:
-    """SQuAD EM and F1 per language (0-100), and their unweighted means over languages ("f1" is reported)."""
+    """SQuAD EM and F1 per language (0-100), their unweighted means over languages ("f1" is reported), and each
+    record's EM and F1 (0-1, `per_item`)."""
     by_lang: dict[str, list[tuple[float, float]]] = {}
+    per_item = {}
     for r in records:
-        by_lang.setdefault(r["meta"]["lang"], []).append(metrics.squad_scores(r["answer"], r["gold"]))
+        em, f1 = metrics.squad_scores(r["answer"], r["gold"])
+        by_lang.setdefault(r["meta"]["lang"], []).append((em, f1))
+        per_item[r["id"]] = {"exact_match": em, "f1": f1}
     per_lang = {lang: {"exact_match": 100.0 * sum(em for em, _ in s) / len(s),
                        "f1": 100.0 * sum(f1 for _, f1 in s) / len(s), "count": len(s)}
                 for lang, s in sorted(by_lang.items())}
     mean = {k: sum(v[k] for v in per_lang.values()) / len(per_lang) if per_lang else 0.0 for k in ("f1", "exact_match")}
-    return {**mean, "per_language": per_lang, "count": len(records)}
+    return {**mean, "per_language": per_lang, "count": len(per_item), "per_item": per_item}
 
 
 def _setting(with_context: bool) -> Setting:
