@@ -8,13 +8,18 @@ the layout of suzgunmirac/BIG-Bench-Hard. Both protocols:
   reproducible from the paper's code. Sorted order is one order the paper could have had, and the same everywhere.
 * subsample: one `random.Random(42)` (what `random.seed(42)` seeds) and `sample(examples, 40)` per task in that
   order; items keep the sampled order, and their id is `<task>/<index in the file>`.
-* prompt: the cot-prompts file minus its first 2 lines (canary, `-----`), stripped, + "\\n\\nQ: " + input + "\\nA:";
-  chat: the same with "\\nA:" replaced by the TÜLU wrapping and the assistant prefix "A:". Direct: each exemplar
-  paragraph starting "Q:" becomes its question + "\\nA: " + the text after its last "So the answer is" (keeping
-  the final period), other paragraphs unchanged.
-* greedy, 512 new tokens. Direct stops at "\\n\\n" (the paper's stop id-sequence, post-hoc only in June 2023);
-  CoT has no stop (the paper's `[[None]]`): a multi-paragraph chat answer must not be cut before its conclusion,
-  and the paper's June metric is reproduced only if nothing is cut before `strip()`.
+* prompt: the cot-prompts file minus its first 2 lines (canary, `-----`), stripped, + "\n\nQ: " + input + "\nA:";
+  chat: that text without "\nA:" is the user turn and "A:" the assistant prefix, rendered by the run's format
+  (TÜLU: "<|user|>\n...\n<|assistant|>\nA:"). Direct: each exemplar paragraph starting "Q:" becomes its question
+  + "\nA: " + the text after its last "So the answer is" (the final period kept), other paragraphs unchanged.
+* greedy, 512 new tokens. Direct stops at "\n\n" (the paper's stop id-sequence, post-hoc only in June 2023).
+  CoT has no stop, in both protocols (a setting has one decoding): the paper's `[[None]]` stopped nothing, and its
+  metric strips the output before splitting it, which a stop at "\n\n" would pre-empt for an answer that opens
+  with a blank line. Stopping at "\n\n" under fixed would also cut a chat model's multi-paragraph reasoning
+  before its conclusion, which fixed's whole-output regex exists to find; open-instruct itself dropped the stop
+  for chat format in Oct 2023 ("rely on the model knows when to stop") when it moved the regex to the whole
+  output, and restored it for every format in Feb 2024 (#122). The price: a base model that never stops runs to
+  512 tokens, as every June-2023 CoT generation did.
 * metric: exact_match ignoring case and punctuation per task (metrics.py), reported = macro mean over tasks.
 
 Extraction differs:
