@@ -3,7 +3,8 @@ open_instruct.md §4.4).
 
 Files, under `<data_dir>/tydiqa/`: the official `tydiqa-goldp-v1.1-{dev,train}.json` (SQuAD format, what the paper
 read and the download script fetches) when present, else `goldp_per_language/<lang>_tydiqa_{dev,train}.json` (the
-same records split by language, file order kept). Language = `qa["id"].split("-")[0]`. Both protocols:
+same records split by language by sagorbrur/tydiqa-language-specific's script, which keeps the official order, so
+both layouts sample the same questions). Language = `qa["id"].split("-")[0]`. Both protocols:
 
 * **languages in sorted order.** The paper iterated `set(langs)` (string-hash order, different from run to run) with
   one `random.seed(42)` stream, so its samples are not reproducible; sorted is what open-instruct itself switched to
