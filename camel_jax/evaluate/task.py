@@ -64,7 +64,10 @@ class Setting:
     stop truncation).
     score(records, **options) -> metrics dict, from prediction records (dicts with at least id, gold, answer,
     meta; generate also `output` or `outputs` (n samples); choice also `logprobs` per choice). It must be pure
-    (rescore without a model); options carry run settings such as the code sandbox or the judge."""
+    (rescore without a model); options carry run settings such as the code sandbox or the judge.
+    correct(answer, item) -> the record's `correct` (bool or a float), written with each prediction; None when
+    correctness only exists for the whole set (a judge, a sandbox run). sample_seed: the seed of the setting's own
+    subsampling (GSM's 42), recorded in the run record."""
     name: str
     group: str
     column: str
@@ -77,6 +80,8 @@ class Setting:
     choices: tuple[str, ...] = ()
     extract: Callable[[str, Item], Any] | None = None
     subset_key: Callable[[Item], str] | None = None
+    correct: Callable[[Any, Item], Any] | None = None
+    sample_seed: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
