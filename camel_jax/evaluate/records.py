@@ -1,8 +1,8 @@
 """An evaluation folder on disk: what was run with which flags, per-task predictions written as they come, resume.
 
 Layout of --out DIR:
-  run.json                    the run's identity (protocol, checkpoint, chat format, generation cap): a rerun with
-                              other values is refused, naming the flag, so one folder never mixes two runs
+  run.json                    the run's identity (protocol, checkpoint, chat format, generation cap, dtype): a
+                              rerun with other values is refused, naming the flag, so one folder never mixes runs
   <task>/predictions.jsonl    one self-contained record per item, appended in completion order, flushed + fsynced
   <task>/metrics.json         the setting's score over the selected items' records
   <task>/run.json             the task's record: protocol, checkpoint, git commit, seeds, counts, ids, sessions
@@ -22,7 +22,7 @@ from camel_jax.cli import UsageError
 RUN_FILE = "run.json"
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
-IDENTITY_FLAGS = ("protocol", "checkpoint", "chat_format", "max_new_tokens")
+IDENTITY_FLAGS = ("protocol", "checkpoint", "chat_format", "max_new_tokens", "dtype")
 
 
 def git_commit() -> str | None:

@@ -237,7 +237,7 @@ def _task_record(task: _Task, identity: dict, args, started: float) -> dict:
 
 def _identity(args) -> dict:
     return {"protocol": args.protocol, "checkpoint": os.path.abspath(args.checkpoint),
-            "chat_format": args.chat_format, "max_new_tokens": args.max_new_tokens}
+            "chat_format": args.chat_format, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype}
 
 
 def evaluate(args) -> int:
@@ -319,7 +319,8 @@ def rescore(args) -> int:
     for name in names:
         setting = registry.SETTINGS.get(name)
         if setting is None:
-            raise UsageError(f"--out {args.out}: folder {name!r} is not a registered task ({', '.join(registry.SETTINGS)})")
+            raise UsageError(f"--out {args.out}: folder {name!r} is not a registered task "
+                             f"({', '.join(registry.SETTINGS)})")
         run_path = os.path.join(args.out, name, R.RUN_FILE)
         if not os.path.isfile(run_path):
             raise UsageError(f"{run_path}: missing; cannot tell which items were selected")

@@ -58,8 +58,9 @@ class Setting:
     items(ctx) -> all items in the protocol's order, with the paper's seeded subsampling already applied; the
     driver's --max_examples takes a deterministic subset of them (`subset_key(item)` groups it, e.g. MMLU spreads
     over subjects).
-    choice kind: the model's next-token log-probs over `choices` (strings, each one token) at the end of the
-    prompt; the record's `answer` is the argmax choice.
+    choice kind: the model's next-token log-probs over `choices` (strings, each one token; the driver scores
+    `encode(choice)[0]`, open-instruct's candidate ids) at the end of the prompt; the record's `answer` is the argmax
+    choice.
     generate kind: `decoding`; `extract(text, item)` gives the record's `answer` from one generation (after the
     stop truncation).
     score(records, **options) -> metrics dict, from prediction records (dicts with at least id, gold, answer,
