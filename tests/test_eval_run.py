@@ -146,19 +146,37 @@ def test_rerun_with_other_identity_is_refused(first, ckpt, data, capsys):
         assert err.count("\n") == 1 and f"error: {flag} " in err and "choose another --out" in err
 
 
-def test_paper_protocol_no_bos_and_stop_after_decoding(ckpt, data, tmp_path):
+def test_protocols_bos_and_stops(first, ckpt, data, tmp_path, monkeypatch):
+    """fixed: BOS, and the engine stops at a stop string; paper: no BOS, decoding runs on and the text is cut after.
+    The stop is a piece of the fixed run's own greedy text (the random model never writes GSM's newline)."""
+    import dataclasses
+
+    from camel_jax.evaluate import registry
     from camel_jax.model.tokenizer import load_tokenizer
 
+    r0 = next(iter(_preds(first, "gsm_direct").values()))
+    gen = r0["generation"]
+    stop = gen[len(gen) // 4:len(gen) // 4 + 2]
+    s = registry.SETTINGS["gsm_direct"]
+    monkeypatch.setitem(registry.SETTINGS, "gsm_direct",
+                        dataclasses.replace(s, decoding=dataclasses.replace(s.decoding, stop=(stop,))))
+    one = ["--max_examples", "1", "--max_new_tokens", "8", "--no_progress"]
+    fixed = str(tmp_path / "f")
+    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", fixed, "--tasks", "gsm_direct"] + one) == 0
+    (f,) = _preds(fixed, "gsm_direct").values()
+    assert f["id"] == r0["id"] and f["finish_reason"] == "stop" and f["output_tokens"] < 8
+    assert f["output"] == f["generation"] == gen[:gen.find(stop)]
+    paper = str(tmp_path / "p")
+    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", paper, "--protocol", "paper", "--tasks",
+                 "mmlu_0shot,gsm_direct"] + one) == 0
     tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
-    out = str(tmp_path / "p")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--protocol", "paper", "--tasks",
-                 "mmlu_0shot,gsm_direct", "--max_examples", "1", "--max_new_tokens", "8", "--no_progress"]) == 0
     for task in ("mmlu_0shot", "gsm_direct"):
-        (r,) = _preds(out, task).values()
+        (r,) = _preds(paper, task).values()
         assert r["prompt_tokens"] == len(tok.encode(r["prompt"])) and tok.encode(r["prompt"])[0] != tok.bos_id
-    (r,) = _preds(out, "gsm_direct").values()
-    assert "Quesion: " in r["prompt"]
-    assert r["finish_reason"] in ("length", "eos") and r["output"] == run.truncate(r["generation"], ["\n"])
+    (p,) = _preds(paper, "gsm_direct").values()
+    assert "Quesion: " in p["prompt"] and p["finish_reason"] in ("length", "eos")
+    assert p["output"] == run.truncate(p["generation"], [stop])
+    assert p["finish_reason"] == "eos" or p["output_tokens"] == 8
 
 
 def test_list_and_usage_errors(ckpt, data, tmp_path, capsys):
@@ -185,3 +203,25 @@ def _exit_code(argv):
         return main(argv)
     except SystemExit as e:  # argparse's errors exit from inside
         return e.code
+
+
+def test_hf_chat_format_is_the_tokenizers_template_with_one_bos(smollm2):
+    from camel_jax.cli import UsageError
+    from camel_jax.evaluate.task import encode_prompt
+    from camel_jax.infer import chat
+    from camel_jax.model.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(smollm2.tokenizer_dir)
+    prompt = run.make_render("hf", tok, True)("  Q?\n", "Answer:", "plain")
+    ids = encode_prompt(tok, prompt, add_bos=True)  # the template's own <|im_start|> is SmolLM2's BOS: no second
+    assert ids == chat.encode_prompt("Q?", "hf", tok) + tok.encode("Answer:") and ids.count(tok.bos_id) == 3
+    assert ids == encode_prompt(tok, prompt, add_bos=False) and prompt.startswith("<|im_start|>system\n")
+    assert run.make_render("hf", tok, False)("Q?", "Answer:", "plain") == "plain"  # a task run without chat
+    with pytest.raises(UsageError, match="no chat_template"):
+        run.make_render("hf", _NoTemplate(), True)
+
+
+class _NoTemplate:
+    path = "/nowhere"
+    _sp = None
+    _hf = type("HF", (), {"chat_template": None})()

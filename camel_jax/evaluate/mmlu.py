@@ -21,7 +21,7 @@ import csv
 import functools
 import os
 
-from camel_jax.evaluate.task import BuildContext, Item, Setting
+from camel_jax.evaluate.task import BuildContext, Item, Setting, encode_prompt
 
 CHOICES = ("A", "B", "C", "D")
 ANSWER_PREFIX = "The answer is:"
@@ -104,7 +104,6 @@ class _Lengths:
         probe = "Question?\nAnswer:"
         wrap = len(self.tok.encode(ctx.render(probe, ANSWER_PREFIX, probe))) - len(self.tok.encode(probe))
         self.extra = bos + wrap if self.fixed else 0  # paper: the plain prompt, no BOS
-        self.bos = bos
         self._prefix: dict = {}
         self._texts: dict = {}
 
@@ -127,7 +126,7 @@ class _Lengths:
         estimate = p + end_tokens[0] + self.extra
         if abs(estimate - limit) > MARGIN:
             return estimate < limit
-        return len(self.tok.encode(prompt if self.fixed else plain)) + (self.bos if self.fixed else 0) <= limit
+        return len(encode_prompt(self.tok, prompt, True) if self.fixed else self.tok.encode(plain)) <= limit
 
 
 def build_prompt(ctx: BuildContext, dev: list[list[str]], subject: str, row: list[str], shots: int,

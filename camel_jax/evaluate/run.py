@@ -35,7 +35,7 @@ from typing import Sequence
 from camel_jax.cli import UsageError
 from camel_jax.evaluate import records as R
 from camel_jax.evaluate import registry, table
-from camel_jax.evaluate.task import BuildContext, Item, Setting, tulu_wrap
+from camel_jax.evaluate.task import BuildContext, Item, Setting, encode_prompt, tulu_wrap
 
 DATA_ENV = "CAMEL_JAX_EVAL_DATA"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,12 +76,14 @@ def make_render(fmt: str, tokenizer, chat: bool):
     hf = hf_tokenizer(tokenizer)
     if not getattr(hf, "chat_template", None):
         raise UsageError(f"--chat_format hf: the tokenizer at {tokenizer.path} has no chat_template")
-    bos = getattr(hf, "bos_token", None)
+    # A template's BOS text: a Hugging Face tokenizer reads it back as the BOS id (then encode_prompt adds none);
+    # SentencePiece would spell it out as text, so it is dropped and BOS left to the protocol.
+    bos = getattr(hf, "bos_token", None) if getattr(tokenizer, "_sp", None) is not None else None
 
     def render(user, prefix, plain):
         text = hf.apply_chat_template([{"role": "user", "content": user.strip()}], tokenize=False,
                                       add_generation_prompt=True)
-        if bos and text.startswith(bos):  # the driver adds BOS per protocol, as an id
+        if bos and text.startswith(bos):
             text = text[len(bos):]
         return text + prefix
 
@@ -118,7 +120,7 @@ class _Task:
 
 
 def _ids(task: _Task, tokenizer, add_bos: bool) -> list[list[int]]:
-    return [tokenizer.encode(it.prompt, add_bos=add_bos) for it in task.todo]
+    return [encode_prompt(tokenizer, it.prompt, add_bos) for it in task.todo]
 
 
 def _base_record(item: Item, ids: list[int]) -> dict:

@@ -77,7 +77,7 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
     import tensorflow as tf
 
     from camel_jax.evaluate import registry, run
-    from camel_jax.evaluate.task import Item
+    from camel_jax.evaluate.task import Item, encode_prompt
 
     data_dir = data_dir or run.default_data_dir()
     tok = _tokenizer(tokenizer_path)
@@ -100,7 +100,7 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
 
         def tokenize(ds):
             def encode(text):
-                return np.asarray(tok.encode(text.decode("utf-8"), add_bos=add_bos), np.int32)
+                return np.asarray(encode_prompt(tok, text.decode("utf-8"), add_bos), np.int32)
 
             def one(ex):
                 ids = tf.numpy_function(encode, [ex["prompt"]], tf.int32, stateful=False)

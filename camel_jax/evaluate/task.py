@@ -93,6 +93,16 @@ class Setting:
             raise ValueError(f"setting {self.name}: a choice setting needs choices")
 
 
+def encode_prompt(tokenizer, prompt: str, add_bos: bool) -> list[int]:
+    """The ids the model is fed: the prompt tokenized as one string, BOS first when asked and not already there (a
+    chat template such as SmolLM2's begins with the BOS token's own text)."""
+    ids = tokenizer.encode(prompt)
+    bos = tokenizer.bos_id
+    if add_bos and bos is not None and bos >= 0 and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
+
+
 def tulu_wrap(user: str, prefix: str) -> str:
     """The paper's June-2023 hard-coded chat wrapping (open_instruct.md §4.0), used for chat format `tulu`."""
     return "<|user|>\n" + user.strip() + "\n<|assistant|>\n" + prefix
