@@ -205,6 +205,29 @@ def _exit_code(argv):
         return e.code
 
 
+def test_seqio_evaluator_on_the_engine_reports_the_driver_metrics(first, ckpt, data):
+    """The SeqIO tasks run through seqio.Evaluator, the engine as predict_fn and the scorer as score_fn."""
+    pytest.importorskip("seqio")
+    from camel_jax import params_io
+    from camel_jax.evaluate import registry, seqio_tasks
+    from camel_jax.model.tokenizer import load_tokenizer
+
+    tok_dir = os.path.join(ckpt, "tokenizer")
+    seqio_tasks.register_tasks(tok_dir, data, "fixed", "tulu", names=["mmlu_0shot", "gsm_cot"])
+    params, cfg = params_io.load_params(ckpt)
+    fns = {}
+    for name, rows in (("mmlu_0shot", 2 * 4), ("gsm_cot", 2)):
+        fns[name] = seqio_tasks.model_fns(params, cfg, load_tokenizer(tok_dir), registry.SETTINGS[name], "fixed",
+                                          max_new_tokens=8)
+        task = seqio_tasks.PREFIX + name
+        metrics, _ = seqio_tasks.evaluator(task, rows).evaluate(compute_metrics=True, predict_fn=fns[name][0],
+                                                                score_fn=fns[name][1])
+        got = metrics.result()[task]
+        want = {k: v for k, v in _json(first, name, "metrics.json").items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("records", "selected")}
+        assert got == pytest.approx(want), name
+
+
 def test_hf_chat_format_is_the_tokenizers_template_with_one_bos(smollm2):
     from camel_jax.cli import UsageError
     from camel_jax.evaluate.task import encode_prompt

@@ -26,9 +26,11 @@ def _examples(seqio, name, n):
 
 
 def _driver_items(setting, data, tok_dir):
-    from camel_jax.evaluate import seqio_tasks
+    """The items in the driver's --max_examples order."""
+    from camel_jax.evaluate import run, seqio_tasks
 
-    return setting.items(seqio_tasks._context(setting, tok_dir, data, "fixed", "tulu", 2048))
+    items = setting.items(seqio_tasks._context(setting, tok_dir, data, "fixed", "tulu", 2048))
+    return run.subset(items, None, setting.subset_key)
 
 
 def test_generate_task_ids_postprocess_and_metric(tasks):

@@ -16,11 +16,12 @@ one string (what open-instruct's `tokenizer(prompt)` did), so prompts are byte-e
 with a larger N continues): items in the module's order, or with a `subset_key` (MMLU's subject) round-robin over
 the keys — N = 57 gives one question per subject.
 
-Why not `seqio.Evaluator` (the tasks are registered for SeqIO users by evaluate/seqio_tasks.py): the Evaluator calls
-predict_fn/score_fn once with the whole dataset and computes metrics only after every prediction exists, so it can
-neither write predictions as they come nor resume a killed run from them; its predict_fn returns one sequence per
-example (Codex needs n = 20 samples with their own seeds); and the protocol's per-record facts (raw generation
-before the post-hoc stop, extracted answer, correctness, tokens) have no place in its outputs.
+Why the driver does not run through `seqio.Evaluator` (evaluate/seqio_tasks.py registers every task for SeqIO and
+gives the Evaluator the engine and scorer as predict_fn/score_fn, tested to report these same metrics): the
+Evaluator calls predict_fn/score_fn once with the whole dataset and computes metrics only after every prediction
+exists, so it can neither write predictions as they come nor resume a killed run from them; its predict_fn returns
+one sequence per example (Codex needs n = 20 samples with their own seeds); and the protocol's per-record facts (raw
+generation before the post-hoc stop, extracted answer, correctness, tokens) have no place in its outputs.
 
 --data_dir default: $CAMEL_JAX_EVAL_DATA, else $CAMEL_JAX_SHARED/data, else ../shared/data beside the repository;
 otherwise an error pointing to scripts/download_eval_data.sh, which writes that layout.

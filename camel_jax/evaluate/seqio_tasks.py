@@ -13,7 +13,14 @@
 * metric_fns: the setting's own `score` on records made from targets and predictions (generate) or from rank
   scores (choice: the argmax choice per example), so a SeqIO evaluation reports the numbers the driver does.
 
-The driver (run.py) does not go through `seqio.Evaluator`; its docstring says why (resume, n samples, per-record
+The examples come in the order the driver selects with --max_examples (MMLU round-robin over subjects), so a
+`seqio.Evaluator(..., num_examples=N)` (choice tasks: N x 4 rows) evaluates the driver's N items.
+
+`model_fns(params, cfg, tokenizer, setting, protocol)` gives `seqio.Evaluator.evaluate` its predict_fn (the engine,
+the setting's decoding, stops as the protocol uses them) and score_fn (the scorer's log-likelihood of each rank
+classification row), and `evaluator(task)` the Evaluator itself (a pass-through feature converter: the features
+are already the model's ids); tests/test_eval_run.py checks that this path reports the driver's metrics. The
+driver (run.py) does not go through `seqio.Evaluator`; its docstring says why (resume, n samples, per-record
 protocol facts). Importing this module imports neither tensorflow nor seqio.
 """
 from __future__ import annotations
@@ -90,10 +97,10 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
         items = functools.lru_cache(maxsize=1)(
             lambda s=s: list(s.items(_context(s, tokenizer_path, data_dir, protocol, chat_format, max_len))))
 
-        def dataset_fn(split, shuffle_files, seed=None, items=items):
+        def dataset_fn(split, shuffle_files, seed=None, items=items, s=s):
             if split != "test":
                 raise ValueError(f"only the 'test' split exists, got {split!r}")
-            rows = items()
+            rows = run.subset(items(), None, s.subset_key)  # the driver's --max_examples order
             return tf.data.Dataset.from_tensor_slices({
                 "id": [it.id for it in rows], "prompt": [it.prompt for it in rows],
                 "gold": [json.dumps(it.gold) for it in rows], "meta": [json.dumps(dict(it.meta)) for it in rows]})
@@ -150,6 +157,50 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
                                metric_fns=fns)
         out.append(task)
     return out
+
+
+def model_fns(params, cfg, tokenizer, setting, protocol: str, slots: int = 4, max_new_tokens: int | None = None):
+    """(predict_fn, score_fn) for `seqio.Evaluator.evaluate` over a `camel_eval_<task>` dataset, on the engine and
+    the scorer as the driver runs them (max_new_tokens: the driver's --max_new_tokens cap)."""
+    from camel_jax.infer.engine import Engine, Request
+    from camel_jax.infer.scoring import Scorer
+
+    def rows(ds):
+        return [(int(i), ex) for i, ex in ds.as_numpy_iterator()]
+
+    def predict_fn(ds):
+        d, got = setting.decoding, rows(ds)
+        budget = min(d.max_new_tokens, max_new_tokens or d.max_new_tokens)
+        reqs = [Request(ex["inputs"].tolist(), min(budget, cfg.max_seq_len - len(ex["inputs"])), d.temperature, 0,
+                        d.top_p, n=1, seed=d.seed, stop=tuple(d.stop) if protocol == "fixed" else ())
+                for _, ex in got]
+        longest = max(len(r.prompt) + r.max_new_tokens for r in reqs)
+        engine = Engine(params, cfg, slots=slots, max_len=min(cfg.max_seq_len, -(-longest // 128) * 128),
+                        tokenizer=tokenizer)
+        return [(i, out[0].tokens) for (i, _), out in zip(got, engine.run(reqs))]
+
+    def score_fn(ds):
+        got = rows(ds)
+        scored = Scorer(params, cfg, batch_size=slots).loglikelihood(
+            [(ex["inputs"].tolist(), ex["targets"].tolist()) for _, ex in got])
+        return [(i, r.logprob) for (i, _), r in zip(got, scored)]
+
+    return predict_fn, score_fn
+
+
+def evaluator(task: str, num_examples: int | None = None):
+    """A seqio.Evaluator over the registered task's test split (features passed through as they are)."""
+    import seqio
+
+    import tensorflow as tf
+
+    class PassThrough(seqio.PassThroughFeatureConverter):
+        """What the Evaluator asks of a converter, which the pass-through one never sets."""
+        pack = False
+        TASK_FEATURES = {k: seqio.FeatureConverter.FeatureSpec(dtype=tf.int32) for k in ("inputs", "targets")}
+
+    return seqio.Evaluator(task, PassThrough(), eval_split="test", num_examples=num_examples, shuffle=False,
+                           async_compute_metrics=False)
 
 
 def _text(value) -> str:
