@@ -79,3 +79,31 @@ def test_columns_not_run_and_partial_average(tmp_path):
     assert [c["status"] for c in t["columns"]][-2:] == ["not run", "not judged"]
     md = table.markdown(t, "m")
     assert "| m | 40.0 | not run | 10.0 | 20.0 | not run |" in md and "| 27.5* |" in md and "2 of 6" in md
+
+
+def test_max_examples_subset_is_nested_and_spread():
+    from camel_jax.evaluate.run import subset
+    from camel_jax.evaluate.task import Item
+
+    items = [Item(f"{s}/{i}", "p", "A", {"subject": s}) for s, n in (("a", 3), ("b", 1), ("c", 2)) for i in range(n)]
+    key = lambda it: it.meta["subject"]  # noqa: E731
+    assert [it.id for it in subset(items, 4, key)] == ["a/0", "b/0", "c/0", "a/1"]
+    assert [it.id for it in subset(items, None, key)] == ["a/0", "b/0", "c/0", "a/1", "c/1", "a/2"]
+    for n in range(1, 7):  # a larger N continues a smaller one
+        assert subset(items, n, key) == subset(items, None, key)[:n]
+    assert subset(items, 2) == items[:2]
+
+
+def test_a_predictions_file_of_other_prompts_is_refused(tmp_path):
+    from camel_jax.evaluate import records
+    from camel_jax.evaluate.task import Item
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "x/0", "prompt": "old"}) + "\n" + '{"id": "x/1", "pro')
+    items = {"x/0": Item("x/0", "old", "A"), "x/1": Item("x/1", "new", "A")}
+    assert list(records.read_predictions(str(path), items)) == ["x/0"]
+    assert path.read_text().endswith("}\n")  # the torn line is gone
+    with pytest.raises(UsageError, match=r"p.jsonl:1: the prompt of 'x/0' differs"):
+        records.read_predictions(str(path), {"x/0": Item("x/0", "other", "A")})
+    with pytest.raises(UsageError, match=r"p.jsonl:1: id 'x/0' is not an item"):
+        records.read_predictions(str(path), {})
