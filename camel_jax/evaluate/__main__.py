@@ -1,6 +1,13 @@
-"""`python -m camel_jax.evaluate <benchmark> ...`: one subcommand per benchmark (only `codex` so far).
+"""`python -m camel_jax.evaluate`: the paper's evaluation suite on a checkpoint, and tools around it.
 
-User errors (a bad flag, a missing or corrupt file) are one `prog: error: ...` line on stderr and exit status 2.
+  python -m camel_jax.evaluate --checkpoint CKPT --tasks all|t1,t2|group --out DIR [--max_examples N]
+      [--protocol fixed|paper] [--data_dir D] [--chat_format tulu|hf|none] [--slots N] [--mesh SPEC] ...
+  python -m camel_jax.evaluate --list                 the tasks and groups
+  python -m camel_jax.evaluate rescore --out DIR      every metric again from DIR's saved predictions, no model
+  python -m camel_jax.evaluate codex --samples FILE   score a HumanEval samples file in the sandbox
+
+The driver is evaluate/run.py, the table evaluate/table.py. User errors (a bad flag, a missing or corrupt file)
+are one `prog: error: ...` line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -45,7 +52,63 @@ def _parser() -> _Parser:
     return ap
 
 
+def _run_parser():
+    from camel_jax import cli
+    from camel_jax.evaluate.task import PROTOCOLS
+
+    ap = cli.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true", help="list the tasks and groups, then exit")
+    ap.add_argument("--checkpoint", help="a camel_jax checkpoint (converted, or a training output/step folder)")
+    ap.add_argument("--tasks", default="all", help="all, or comma-separated task and group names (see --list)")
+    ap.add_argument("--out", help="the evaluation folder (a rerun with the same --out continues it)")
+    ap.add_argument("--max_examples", type=int, default=None, help="items per task, the same ones every run")
+    ap.add_argument("--protocol", default="fixed", choices=PROTOCOLS,
+                    help="fixed (default): the paper's prompts and metrics, its June-2023 bugs fixed; paper: as run")
+    ap.add_argument("--data_dir", default=None, help="eval data in ../shared/data's layout (default: "
+                    "$CAMEL_JAX_EVAL_DATA, $CAMEL_JAX_SHARED/data, ../shared/data beside the repository)")
+    ap.add_argument("--chat_format", default="tulu", choices=("tulu", "hf", "none"),
+                    help="chat wrapping of the tasks the paper ran in chat format (hf: the tokenizer's template)")
+    ap.add_argument("--slots", type=int, default=8, help="engine decode slots, and prompts per scoring forward "
+                    "(device memory: fp32 logits of slots x prompt bucket x vocab)")
+    ap.add_argument("--mesh", default=None, help="device mesh, e.g. dp2,mp4 (default: one device)")
+    ap.add_argument("--max_new_tokens", type=int, default=None,
+                    help="cap every generation's budget (smoke runs; recorded, and a rerun must match)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
+    ap.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def _rescore_parser():
+    from camel_jax import cli
+
+    ap = cli.ArgumentParser(prog=f"{PROG} rescore", description="recompute every metric from saved predictions")
+    ap.add_argument("--out", required=True, help="an evaluation folder written by this command")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "codex":
+        return _codex(argv)
+    from camel_jax import cli
+    from camel_jax.evaluate import run
+
+    if argv and argv[0] == "rescore":
+        return cli.run(f"{PROG} rescore", run.rescore, _rescore_parser().parse_args(argv[1:]), errors=(ValueError,))
+    ap = _run_parser()
+    args = ap.parse_args(argv)
+    if args.list:
+        from camel_jax.evaluate import registry
+
+        print(registry.listing())
+        return 0
+    missing = [f"--{f}" for f in ("checkpoint", "out") if not getattr(args, f)]
+    if missing:
+        ap.error(f"the following arguments are required: {', '.join(missing)} (or --list, rescore, codex)")
+    return cli.run(PROG, run.evaluate, args, errors=(ValueError,))
+
+
+def _codex(argv: list[str]) -> int:
     ap = _parser()
     args, extra = ap.parse_known_args(argv)
     if extra:

@@ -58,13 +58,17 @@ class Setting:
     items(ctx) -> all items in the protocol's order, with the paper's seeded subsampling already applied; the
     driver's --max_examples takes a deterministic subset of them (`subset_key(item)` groups it, e.g. MMLU spreads
     over subjects).
-    choice kind: the model's next-token log-probs over `choices` (strings, each one token) at the end of the
-    prompt; the record's `answer` is the argmax choice.
+    choice kind: the model's next-token log-probs over `choices` (strings, each one token; the driver scores
+    `encode(choice)[0]`, open-instruct's candidate ids) at the end of the prompt; the record's `answer` is the argmax
+    choice.
     generate kind: `decoding`; `extract(text, item)` gives the record's `answer` from one generation (after the
     stop truncation).
     score(records, **options) -> metrics dict, from prediction records (dicts with at least id, gold, answer,
     meta; generate also `output` or `outputs` (n samples); choice also `logprobs` per choice). It must be pure
-    (rescore without a model); options carry run settings such as the code sandbox or the judge."""
+    (rescore without a model); options carry run settings such as the code sandbox or the judge.
+    correct(answer, item) -> the record's `correct` (bool or a float), written with each prediction; None when
+    correctness only exists for the whole set (a judge, a sandbox run). sample_seed: the seed of the setting's own
+    subsampling (GSM's 42), recorded in the run record."""
     name: str
     group: str
     column: str
@@ -77,6 +81,8 @@ class Setting:
     choices: tuple[str, ...] = ()
     extract: Callable[[str, Item], Any] | None = None
     subset_key: Callable[[Item], str] | None = None
+    correct: Callable[[Any, Item], Any] | None = None
+    sample_seed: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -85,6 +91,16 @@ class Setting:
             raise ValueError(f"setting {self.name}: a generate setting needs decoding and extract")
         if self.kind == "choice" and not self.choices:
             raise ValueError(f"setting {self.name}: a choice setting needs choices")
+
+
+def encode_prompt(tokenizer, prompt: str, add_bos: bool) -> list[int]:
+    """The ids the model is fed: the prompt tokenized as one string, BOS first when asked and not already there (a
+    chat template such as SmolLM2's begins with the BOS token's own text)."""
+    ids = tokenizer.encode(prompt)
+    bos = tokenizer.bos_id
+    if add_bos and bos is not None and bos >= 0 and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
 
 
 def tulu_wrap(user: str, prefix: str) -> str:
