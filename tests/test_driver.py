@@ -4,34 +4,20 @@ share one engine and each get the engine's own offline answer."""
 import asyncio
 import threading
 
-import jax
 import pytest
 
 from camel_jax.infer.driver import Driver, TextDeltas
-from camel_jax.infer.engine import Engine, Request
-from camel_jax.model.tokenizer import load_tokenizer
+from camel_jax.infer.engine import Request
 
 STORY = "Once upon a time, there was a little girl"
 
 
 @pytest.fixture(scope="module")
-def stories(tmp_path_factory):
-    """stories260K (a real pretrained model) and its real 512-piece tokenizer."""
-    from test_llama2c import STORIES_BIN, TOK512_BIN
-    from camel_jax import params_io
-    from camel_jax.convert.llama2c import import_llama2c
-
-    path = str(tmp_path_factory.mktemp("stories") / "ckpt")
-    import_llama2c(STORIES_BIN, TOK512_BIN, path)
-    params, cfg = params_io.load_params(path)
-    return jax.device_put(params), cfg.replace(dtype="float32"), load_tokenizer(params_io.tokenizer_dir(path))
-
-
-@pytest.fixture(scope="module")
-def engine(stories):
+def engine(tmp_path_factory):
     """One engine for every test (its programs compile once): offline runs and drivers take turns on it."""
-    params, cfg, tok = stories
-    return Engine(params, cfg, slots=3, max_len=256, tokenizer=tok, window_block=64)
+    from stories_util import stories
+
+    return stories(tmp_path_factory)[1]
 
 
 def _requests(tok):
@@ -81,7 +67,7 @@ def test_streamed_deltas_are_the_final_text(engine):
 def test_cancel_frees_slots_and_queued_samples(engine):
     p = engine.tokenizer.encode(STORY, add_bos=True)
     with Driver(engine) as driver:
-        long = driver.submit(Request(p, 200, ignore_eos=True, n=4))  # three slots busy, one sample queued
+        long = driver.submit(Request(p, 200, ignore_eos=True, n=5))  # four slots busy, one sample queued
         next(long.events())
         long.cancel()
         after = driver.submit(Request(p, 5, ignore_eos=True))

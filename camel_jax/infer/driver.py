@@ -149,6 +149,8 @@ class Driver:
             self._cv.notify()
         if self._thread.is_alive():
             self._thread.join()
+        if self.engine.on_token == self._on_token:
+            self.engine.on_token = None  # the engine may be driven again, by its owner or another driver
 
     def __enter__(self) -> "Driver":
         return self.start()
