@@ -92,9 +92,11 @@ def test_chat_plain_streamed_n_and_stop(client):
     plain = client.chat.completions.create(model="stories", messages=msgs, max_tokens=40, temperature=0)
     text = plain.choices[0].message.content
     assert plain.choices[0].finish_reason == "length" and plain.usage.completion_tokens == 40 and len(text) > 20
-    texts, finish, roles = _streamed(client.chat.completions.create(model="stories", messages=msgs, max_tokens=40,
-                                                                    temperature=0, stream=True))
+    chunks = list(client.chat.completions.create(model="stories", messages=msgs, max_tokens=40, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    texts, finish, roles = _streamed(chunks)
     assert texts == {0: text} and finish == {0: "length"} and roles == {"assistant"}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 40
     stop = text[len(text) // 2:len(text) // 2 + 3]  # a stop string somewhere inside the answer
     cut = client.chat.completions.create(model="stories", messages=msgs, max_tokens=40, temperature=0, stop=[stop])
     assert cut.choices[0].message.content == text[:text.find(stop)] and cut.choices[0].finish_reason == "stop"
@@ -199,5 +201,12 @@ def test_a_client_gone_mid_stream_frees_its_slot(server, model):
             time.sleep(0.05)
         assert health["requests"] == health["busy_slots"] == health["queued_samples"] == 0
         assert driver.cancelled == before + 1
+        with pytest.raises(httpx.ReadTimeout):  # a client that gives up waiting on a plain request
+            httpx.post(url + "/v1/completions", json={**body, "stream": False}, timeout=1.0)
+        for _ in range(200):
+            if driver.cancelled == before + 2:
+                break
+            time.sleep(0.05)
+        assert driver.cancelled == before + 2 and httpx.get(url + "/health").json()["requests"] == 0
     finally:
         engine.step = step
