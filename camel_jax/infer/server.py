@@ -203,7 +203,8 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     loc = [str(x) for x in err.get("loc", ()) if x != "body"]
     kind = err.get("type", "")
     if kind == "json_invalid":
-        return _error(400, f"malformed JSON body: {err.get('ctx', {}).get('error', err.get('msg'))}", code="json_invalid")
+        reason = err.get("ctx", {}).get("error", err.get("msg"))
+        return _error(400, f"malformed JSON body: {reason}", code="json_invalid")
     field = ".".join(loc) or None
     if kind == "extra_forbidden":
         return _error(400, f"unrecognized request field {field!r}", param=field, code="unknown_field")
