@@ -175,6 +175,8 @@ def test_client_errors_through_openai(client):
         client.completions.create(model="stories", prompt="x", extra_body={"frobnicate": 1})
     with pytest.raises(openai.BadRequestError, match="context"):
         client.completions.create(model="stories", prompt="hi " * 300)
+    with pytest.raises(openai.BadRequestError, match=r"token ids must be in \[0, 512\)"):
+        client.completions.create(model="stories", prompt=[1, 512], max_tokens=0, echo=True)
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.completions.create(model="gpt-4", prompt="x")
 

@@ -300,6 +300,9 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
         if not items or any(isinstance(p, list) and not p for p in items):
             raise APIError("'prompt' is empty", "prompt")
         prompts = [list(p) if isinstance(p, list) else encode_prompt(p, "none", svc.tok) for p in items]
+        vocab = engine.cfg.vocab_size
+        if any(not 0 <= t < vocab for p in prompts for t in p):
+            raise APIError(f"prompt token ids must be in [0, {vocab})", "prompt")
         texts = [p if isinstance(p, str) else svc.tok.decode(ids) for p, ids in zip(items, prompts)]
         if body.max_tokens == 0 and not body.echo:
             raise APIError("max_tokens 0 needs echo (the prompt is then all there is to return)", "max_tokens")
