@@ -212,3 +212,24 @@ def test_a_client_gone_mid_stream_frees_its_slot(server, model):
         assert driver.cancelled == before + 2 and httpx.get(url + "/health").json()["requests"] == 0
     finally:
         engine.step = step
+
+
+def test_a_failed_engine_is_reported_not_hung(server, model):
+    """Last in this file: the driver thread ends with the failure (the engine itself is left intact)."""
+    url, engine = server[1], model[0]
+    step = engine.step
+
+    def broken():
+        raise RuntimeError("device lost")
+
+    engine.step = broken
+    try:
+        body = {"model": "stories", "prompt": STORY, "max_tokens": 4}
+        r = httpx.post(url + "/v1/completions", json=body)
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+        assert "device lost" in r.json()["error"]["message"]
+        assert httpx.get(url + "/health").status_code == 503
+        again = httpx.post(url + "/v1/completions", json=body)
+        assert again.status_code == 503 and "failed earlier" in again.json()["error"]["message"]
+    finally:
+        engine.step = step

@@ -180,14 +180,18 @@ async def _stream(handles, head: dict, choice, prompt_tokens: int, include_usage
         if first is not None:
             for i in range(sum(h.request.n for h in handles)):
                 yield _sse({**head, "choices": [first(i)]})
-        queues = [h.aevents() for h in handles]
-        for k, events in enumerate(queues):  # prompts in turn; each one's samples interleave as they come
-            async for ev in events:
-                index = k * handles[k].request.n + ev.sample
-                if ev.text:
-                    yield _sse({**head, "choices": [choice(index, ev.text, None)]})
-                if ev.completion is not None:
-                    yield _sse({**head, "choices": [choice(index, None, FINISH[ev.completion.finish_reason])]})
+        try:
+            for k, handle in enumerate(handles):  # prompts in turn; each one's samples interleave as they come
+                async for ev in handle.aevents():
+                    index = k * handle.request.n + ev.sample
+                    if ev.text:
+                        yield _sse({**head, "choices": [choice(index, ev.text, None)]})
+                    if ev.completion is not None:
+                        yield _sse({**head, "choices": [choice(index, None, FINISH[ev.completion.finish_reason])]})
+        except Exception as e:  # the engine failed mid-stream: say so in the stream, as OpenAI's servers do
+            yield _sse({"error": {"message": f"the engine failed: {e!r}", "type": "server_error", "param": None,
+                                  "code": None}})
+            return
         if include_usage:
             yield _sse({**head, "choices": [], "usage": _usage(prompt_tokens, [c for h in handles
                                                                                  for c in h.completions])})
@@ -236,6 +240,10 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
     @app.exception_handler(RequestValidationError)
     async def _invalid(_, exc: RequestValidationError):
         return _validation_error(exc)
+
+    @app.exception_handler(Exception)
+    async def _failed(_, exc: Exception):  # a failed engine or a bug: still OpenAI's error shape, as a 500
+        return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
 
     @app.exception_handler(HTTPException)
     async def _http(_, exc: HTTPException):
