@@ -8,6 +8,7 @@ import pytest
 
 from camel_jax.infer.driver import Driver, TextDeltas
 from camel_jax.infer.engine import Request
+from camel_jax.model.tokenizer import load_tokenizer
 
 STORY = "Once upon a time, there was a little girl"
 
@@ -106,3 +107,23 @@ def test_threads_and_an_asyncio_loop_share_one_engine(engine):
             driver.submit(Request([1], 0))
     assert got == offline
     assert [[c.tokens for c in cs] for cs in looped] == offline[:3]
+
+
+def test_text_deltas_on_a_byte_level_bpe(smollm2):
+    """SmolLM2's byte-level BPE splits characters over tokens: no delta shows half of one, and a stop spanning
+    tokens is cut exactly."""
+    tok = load_tokenizer(smollm2.tokenizer_dir)
+    text = "Café ☕ naïve — 東京 🚀 and ünïcödé everywhere 🚀🚀!"
+    ids = tok.encode(text)
+    assert sum("\ufffd" in tok.decode(ids[:k]) for k in range(1, len(ids))) >= 5  # characters split over tokens
+    for stops, want in (((), text), (["東京"], text[:text.find("東京")]), (["🚀🚀"], text[:text.find("🚀🚀")])):
+        d = TextDeltas(tok.decode, stops)
+        shown = []
+        for k in range(1, len(ids) + 1):
+            full = tok.decode(ids[:k])
+            if any(s in full for s in stops):
+                break
+            shown.append(d.update(ids[:k]))
+        assert not any("\ufffd" in s for s in shown)
+        shown.append(d.finish(want))
+        assert "".join(shown) == want and len(shown[-1]) < 8
