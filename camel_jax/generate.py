@@ -10,7 +10,7 @@ CLI: python -m camel_jax.generate --checkpoint CKPT_DIR --prompt "..." [--prompt
 [--temperature T --top_k K --top_p P --seed S] [--stop STR] [--ignore_eos]: the prompts go through the
 continuous-batching engine (camel_jax.infer.engine), which this static-batch decoder is the reference for in tests.
 Batch files: --input prompts.jsonl --output out.jsonl [--chat_format tulu|hf|none] instead of --prompt, resumable
-after a kill (camel_jax/infer/batch_file.py).
+after a kill (camel_jax/infer/batch_file.py). --chat: an interactive multi-turn chat, streamed (infer/chat_cli.py).
 """
 from __future__ import annotations
 
@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input", help="a jsonl of {\"id\", \"prompt\"} or {\"id\", \"messages\"} lines (instead "
                     "of --prompt); resumable: a rerun skips the ids already in --output")
     ap.add_argument("--output", help="with --input: the jsonl each finished record is appended to")
+    ap.add_argument("--chat", action="store_true", help="an interactive multi-turn chat in the terminal (instead "
+                    "of --prompt / --input); /reset, /quit")
     ap.add_argument("--chat_format", default="tulu", choices=("tulu", "hf", "none"),
-                    help="with --input: how \"messages\" become a prompt (raw \"prompt\" text is used as-is)")
+                    help="with --input or --chat: how messages become a prompt (raw \"prompt\" text is used as-is)")
     ap.add_argument("--ignore_eos", action="store_true", help="decode to max_new_tokens (for benchmarks)")
     ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--no_bos", action="store_true", help="do not prepend BOS to the prompt")
@@ -150,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     args = ap.parse_args(argv)
+    if args.chat:
+        if args.prompt or args.input or args.output:
+            ap.error("--chat takes no --prompt, --input or --output")
+        from camel_jax.infer import chat_cli
+
+        return cli.run(ap.prog, chat_cli.run, args, errors=(ValueError,))
     if bool(args.prompt) == bool(args.input):
         ap.error("give --prompt (may be repeated) or --input FILE.jsonl, not both" if args.prompt else
                  "the following arguments are required: --prompt or --input")

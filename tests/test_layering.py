@@ -13,7 +13,7 @@ LAYERS = (
     {"data", "params_io"},  # instruction data; parameter checkpoints
     {"convert"},  # Hugging Face / llama2.c conversion
     {"infer"},  # the engine (slots, KV cache, sampling) and what serves through it
-    {"generate"},  # static-batch decoding, and the generate CLI on the engine
+    {"generate", "serve"},  # static-batch decoding, and the generate CLI on the engine; the OpenAI server CLI
     {"train"},  # the training run (shows greedy samples through generate)
     {"evaluate", "plan"},  # benchmarks on the engine; compile-only planning of the train step
     {"human_eval", "report"},

@@ -14,6 +14,10 @@ its slot or the other requests (tested).
 Stop sequences: encoded to token ids and matched on device as suffixes of the generated tokens (ending the row in
 the step), and searched in the decoded text on the host, which catches a stop whose text spans tokens in a way
 its own encoding does not; the text is cut exactly before the stop. `tokens` keep everything generated but EOS.
+
+Serving (infer/driver.py): `on_token(rid, sample, tokens, completion)` is called after every token a sample gets
+(completion None until it ends), so a caller can stream; `cancel(rid)` ends a request at once, freeing its slots and
+dropping its queued samples; `forget(rid)` drops a delivered request's prompt and results (a server runs forever).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -51,7 +55,7 @@ class Request:
 class Completion:
     tokens: list[int]  # generated ids, EOS excluded
     text: str | None  # decoded and cut before any stop string (None without a tokenizer)
-    finish_reason: str  # "eos", "stop" or "length"
+    finish_reason: str  # "eos", "stop", "length" or "cancelled"
 
 
 def _ruled(fn, table):
@@ -101,12 +105,14 @@ class Engine:
         self._out: list[list[int]] = [[] for _ in range(slots)]
         self._stop_ids: dict[int, list[list[int]]] = {}
         self._finished: list[int] = []  # requests completed since the last pop_finished()
+        self.on_token: Callable[[int, int, list[int], Completion | None], None] | None = None
 
     def _context(self):
         return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
 
     # -- requests -------------------------------------------------------------------------------------------
-    def _check(self, r: Request) -> None:
+    def check(self, r: Request) -> None:
+        """Raise ValueError naming what is wrong with a request (touches no engine state: any thread may call)."""
         p = list(r.prompt)
         if not p:
             raise ValueError("a prompt needs at least one token (use BOS for an unconditional start)")
@@ -125,7 +131,7 @@ class Engine:
 
     def submit(self, request: Request) -> int:
         """Queue a request; returns its index (results come back in submission order)."""
-        self._check(request)
+        self.check(request)
         rid = len(self._requests)
         self._requests.append(request)
         self._results.append([None] * request.n)
@@ -186,7 +192,7 @@ class Engine:
             self.cache, self.state, tok, done, overflow = self._step(self.weights, self.cache, self.state,
                                                                      window=window)
         tok, done, overflow = np.asarray(tok), np.asarray(done), np.asarray(overflow)
-        if overflow.any():  # _check makes this unreachable; never write past a row's cache silently
+        if overflow.any():  # check makes this unreachable; never write past a row's cache silently
             raise RuntimeError(f"slots {np.flatnonzero(overflow).tolist()} ran past the cache ({self.max_len})")
         for s in live:
             self._len[s] += 1
@@ -200,7 +206,7 @@ class Engine:
             self.submit(r)
         while self.step():
             pass
-        return [list(r) for r in self._results]
+        return [None if r is None else list(r) for r in self._results]
 
     def pop_finished(self) -> list[tuple[int, list[Completion]]]:
         """(request, its completions) for each request completed since the last call, in order of completion: a
@@ -208,11 +214,49 @@ class Engine:
         done, self._finished = self._finished, []
         return [(rid, list(self._results[rid])) for rid in done]
 
+    def cancel(self, rid: int) -> None:
+        """End request `rid` now: its queued samples are dropped and its slots freed (refilled at the next step);
+        its unfinished samples complete with finish_reason "cancelled". A finished request is left as it is."""
+        if self._results[rid] is None or all(c is not None for c in self._results[rid]):
+            return
+        self._queue = collections.deque(q for q in self._queue if q[0] != rid)
+        self._prefilled.pop(rid, None)
+        for slot in range(self.slots):
+            if self._slot[slot] is not None and self._slot[slot][0] == rid:
+                with self._context():
+                    self.state = self._release(self.state, np.int32(slot))
+                out = self._out[slot]
+                self._results[rid][self._slot[slot][1]] = Completion(out, self.text(rid, out) if self.tokenizer
+                                                                     else None, "cancelled")
+                self._slot[slot] = None
+        for i, c in enumerate(self._results[rid]):
+            if c is None:
+                self._results[rid][i] = Completion([], "" if self.tokenizer else None, "cancelled")
+
+    def forget(self, rid: int) -> None:
+        """Drop a finished or cancelled request's prompt and results (run() then lists it as None)."""
+        if self._results[rid] is not None and any(c is None for c in self._results[rid]):
+            raise ValueError(f"request {rid} is still running; cancel it first")
+        self._requests[rid] = self._results[rid] = None
+        self._stop_ids.pop(rid, None)
+
+    def results(self, rid: int) -> list[Completion | None]:
+        """Request `rid`'s completions so far (None for a sample still running)."""
+        return list(self._results[rid])
+
+    def stop_ids(self, rid: int) -> list[list[int]]:
+        """The stop sequences request `rid` is matched against as token suffixes (its ids and encoded strings)."""
+        return self._stop_ids[rid]
+
+    def pending(self) -> tuple[int, int]:
+        """(busy slots, queued samples)."""
+        return sum(s is not None for s in self._slot), len(self._queue)
+
     # -- ends -----------------------------------------------------------------------------------------------
-    def _text(self, rid: int, ids: list[int]) -> str:
+    def text(self, rid: int, ids: Sequence[int]) -> str:
         """The generated text, decoded after the prompt's last token so a leading space survives."""
         ctx = [int(self._requests[rid].prompt[-1])]
-        return self.tokenizer.decode(ctx + ids)[len(self.tokenizer.decode(ctx)):]
+        return self.tokenizer.decode(ctx + list(ids))[len(self.tokenizer.decode(ctx)):]
 
     def _advance(self, slot: int, tok: int, done: bool) -> None:
         rid, sample = self._slot[slot]
@@ -220,19 +264,21 @@ class Engine:
         eos = done and tok == self.eos_id and not r.ignore_eos
         if not eos:
             out.append(tok)
-        text = self._text(rid, out) if r.stop else None  # decoded each token only when stop strings need it
+        text = self.text(rid, out) if r.stop else None  # decoded each token only when stop strings need it
         cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1) if r.stop else -1
         suffix = next((s for s in self._stop_ids[rid] if out[-len(s):] == s), None)
         if cut < 0 and not done and suffix is None:
+            if self.on_token is not None:
+                self.on_token(rid, sample, out, None)
             return
         if text is None and self.tokenizer is not None:
-            text = self._text(rid, out)
+            text = self.text(rid, out)
         if cut >= 0:
             text, reason = text[:cut], "stop"
         elif suffix is not None and not eos:
             reason = "stop"
             if text is not None:
-                text = self._text(rid, out[:-len(suffix)])
+                text = self.text(rid, out[:-len(suffix)])
         else:
             reason = "eos" if eos else "length"
         if not done:  # ended on the host (a stop in the text): free the row on the device too
@@ -242,3 +288,5 @@ class Engine:
         self._slot[slot] = None
         if all(c is not None for c in self._results[rid]):
             self._finished.append(rid)
+        if self.on_token is not None:
+            self.on_token(rid, sample, out, self._results[rid][sample])

@@ -21,6 +21,7 @@ Device memory per forward: fp32 logits of batch_size × bucket × padded_vocab; 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Sequence
@@ -35,6 +36,7 @@ from camel_jax.model.mesh import mesh_str
 from camel_jax.model.partition import batch_sharding, data_shards
 
 MIN_BUCKET = 16
+TOP = 5  # alternatives `sequence_logprobs` returns per position (OpenAI's `logprobs` maximum on /v1/completions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,18 @@ def _forward(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfi
     return lp, greedy, final
 
 
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _forward_top(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfig):
+    """Right-padded rows -> (log-prob of each next token [B, T], the TOP most likely next tokens' log-probs and ids
+    [B, T, TOP]); the same log-softmax as `_forward`."""
+    logits, _ = Llama(cfg, trim_logits=False).apply({"params": params}, tokens, positions=positions_from_mask(mask),
+                                                    segment_ids=mask)
+    logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    nxt = jnp.concatenate([tokens[:, 1:], tokens[:, -1:]], axis=1)
+    top_lp, top_id = jax.lax.top_k(logp, TOP)
+    return jnp.take_along_axis(logp, nxt[..., None], axis=-1)[..., 0], top_lp, top_id
+
+
 class Scorer:
     """Scores token-id requests with one model. batch_size: rows per forward (fixed, so shapes do not vary).
     mesh: parameters sharded by their logical names (`param_shardings`, training's table: mp splits heads, the
@@ -106,6 +120,34 @@ class Scorer:
 
     def _bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
+
+    def _batch(self, chunk: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = self._bucket(max(len(x) for x in chunk))
+        tokens = np.zeros((self.batch_size, width), np.int32)
+        mask = np.zeros((self.batch_size, width), np.int32)
+        for r, x in enumerate(chunk):
+            tokens[r, :len(x)] = x
+            mask[r, :len(x)] = 1
+        if self.mesh is not None:
+            tokens, mask = jax.device_put(tokens, self._rows), jax.device_put(mask, self._rows)
+        return tokens, mask
+
+    def sequence_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per id sequence (at most max_len ids, no truncation): the log-prob of every token after the first given
+        the ones before it [n-1], and at each of those positions the TOP most likely tokens' log-probs and ids
+        [n-1, TOP]: what `/v1/completions` returns for echo + logprobs."""
+        seqs = [[int(t) for t in s] for s in sequences]
+        for k, s in enumerate(seqs):
+            if not 0 < len(s) <= self.max_len:
+                raise ValueError(f"sequence {k}: {len(s)} tokens; expected 1 to {self.max_len}")
+        out = []
+        for i in range(0, len(seqs), self.batch_size):
+            chunk = seqs[i:i + self.batch_size]
+            with jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext():
+                lp, top_lp, top_id = jax.device_get(_forward_top(self.params, *self._batch(chunk), cfg=self.cfg))
+            self.forwards += len(chunk)
+            out += [(lp[r, :len(x) - 1], top_lp[r, :len(x) - 1], top_id[r, :len(x) - 1]) for r, x in enumerate(chunk)]
+        return out
 
     def _run(self, inputs: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], tuple]:
         """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each."""

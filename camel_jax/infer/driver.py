@@ -1,0 +1,256 @@
+"""One engine shared by many concurrent callers: a driver thread owns the Engine and steps it while work is pending.
+
+The Engine is single-threaded by design (host mirrors of device state, donated buffers). Servers and chat loops
+have many callers at once, on threads or on an asyncio loop, so every engine call happens on one thread here:
+`submit` checks a request in the caller (a bad one raises ValueError at once) and queues it; the thread submits
+it between steps, so a new request joins the running batch at the next step, and sleeps when nothing is pending.
+
+Each request gets a `Handle`: its events (`Event`: new token ids and, when streamed, a text delta) arrive through
+a queue — a `queue.Queue` for threads, or an asyncio queue fed with `call_soon_threadsafe` when the handle was made
+for a loop — followed by the end of the stream; `cancel()` ends it between two steps, freeing its slots and
+queued samples (a client gone mid-stream costs no further compute).
+
+Text deltas (`TextDeltas`) concatenate to exactly the completion's final text: a delta never holds text a stop
+would cut later. Held back are an unfinished UTF-8 character (decoded as U+FFFD), the longest text suffix that
+begins some stop string, and trailing tokens that begin some stop token sequence; the end flushes the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import queue
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+from camel_jax.infer.engine import Completion, Engine, Request
+
+_END = object()
+
+
+@dataclasses.dataclass
+class Event:
+    sample: int  # which of the request's n samples
+    text: str  # new text since this sample's last event ("" unless the handle streams text)
+    tokens: list[int]  # new token ids since this sample's last event
+    completion: Completion | None  # set on the sample's last event
+
+
+class TextDeltas:
+    """The text of one sample as deltas safe to show: their concatenation is the final (stop-cut) text."""
+
+    def __init__(self, decode: Callable[[Sequence[int]], str], stops: Sequence[str] = (),
+                 stop_ids: Sequence[Sequence[int]] = ()):
+        self.decode, self.stops, self.stop_ids = decode, [s for s in stops if s], [list(s) for s in stop_ids]
+        self.sent = ""
+
+    def _held_tokens(self, tokens: list[int]) -> int:
+        """The most trailing tokens that are a proper prefix of some stop token sequence."""
+        return max((j for s in self.stop_ids for j in range(1, min(len(s), len(tokens) + 1))
+                    if tokens[len(tokens) - j:] == s[:j]), default=0)
+
+    def safe_text(self, tokens: Sequence[int]) -> str:
+        tokens = list(tokens)
+        held = self._held_tokens(tokens)
+        text = self.decode(tokens[:len(tokens) - held]).rstrip("\ufffd")
+        longest = max((len(s) for s in self.stops), default=0)
+        for i in range(max(0, len(text) - longest + 1), len(text)):  # the earliest start of a possible stop
+            if any(s.startswith(text[i:]) for s in self.stops):
+                return text[:i]
+        return text
+
+    def update(self, tokens: Sequence[int]) -> str:
+        """The new safe text after `tokens` (all generated so far); "" while nothing new is certain."""
+        safe = self.safe_text(tokens)
+        if not safe.startswith(self.sent):  # a decoding that rewrote earlier text: wait until it settles
+            return ""
+        delta, self.sent = safe[len(self.sent):], safe
+        return delta
+
+    def finish(self, text: str) -> str:
+        """The rest of the final text."""
+        delta = text[len(self.sent):] if text.startswith(self.sent) else ""
+        self.sent = text
+        return delta
+
+
+class Handle:
+    """One submitted request. Iterate `events()` (threads) or `aevents()` (the loop given at submit); `result()` /
+    `aresult()` wait for the completions; `cancel()` may be called from anywhere, any number of times."""
+
+    def __init__(self, driver: "Driver", request: Request, stream: bool, loop: asyncio.AbstractEventLoop | None):
+        self.request, self.stream, self._driver, self._loop = request, stream, driver, loop
+        self._q: Any = asyncio.Queue() if loop is not None else queue.Queue()
+        self.rid: int | None = None  # the engine's id, set on the driver thread
+        self.completions: list[Completion] | None = None
+        self.cancelled = False
+        self._sent = [0] * request.n
+        self._deltas: list[TextDeltas] = []
+
+    def _push(self, item: Any) -> None:
+        if self._loop is None:
+            self._q.put(item)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._q.put_nowait, item)
+        except RuntimeError:  # the caller's loop is closed: nobody listens any more
+            pass
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._driver._post("cancel", self)
+
+    def _check(self, item: Any) -> bool:
+        if isinstance(item, BaseException):
+            raise item
+        return item is not _END
+
+    def events(self) -> Iterator[Event]:
+        while self._check(item := self._q.get()):
+            yield item
+
+    async def aevents(self) -> AsyncIterator[Event]:
+        while self._check(item := await self._q.get()):
+            yield item
+
+    def result(self) -> list[Completion]:
+        for _ in self.events():
+            pass
+        return self.completions
+
+    async def aresult(self) -> list[Completion]:
+        async for _ in self.aevents():
+            pass
+        return self.completions
+
+
+class Driver:
+    """Owns `engine` on a thread of its own (`start()` / `close()`, or use it as a context manager)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        engine.on_token = self._on_token
+        self._inbox: collections.deque = collections.deque()
+        self._cv = threading.Condition()
+        self._live: dict[int, Handle] = {}
+        self._closing = False
+        self.error: BaseException | None = None  # a failed step: the engine is unusable after it
+        self.cancelled = 0  # requests cancelled before they ended
+        self._thread = threading.Thread(target=self._run, name="camel_jax-engine", daemon=True)
+
+    def start(self) -> "Driver":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.engine.on_token == self._on_token:
+            self.engine.on_token = None  # the engine may be driven again, by its owner or another driver
+
+    def __enter__(self) -> "Driver":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, request: Request, *, stream: bool = False, loop: asyncio.AbstractEventLoop | None = None
+               ) -> Handle:
+        """Queue `request` (ValueError at once if the engine refuses it). stream: compute text deltas (costs a
+        decode per token). loop: deliver events to that asyncio loop (the caller's), else to a thread queue."""
+        self.engine.check(request)
+        if self.error is not None:
+            raise RuntimeError(f"the engine failed earlier: {self.error!r}")
+        if self._closing:
+            raise RuntimeError("the driver is closed")
+        handle = Handle(self, request, stream, loop)
+        self._post("submit", handle)
+        return handle
+
+    def _post(self, op: str, handle: Handle) -> None:
+        with self._cv:
+            self._inbox.append((op, handle))
+            self._cv.notify()
+
+    def pending(self) -> tuple[int, int, int]:
+        """(requests in flight, busy slots, queued samples): a snapshot, read without stopping the thread."""
+        return (len(self._live) + len(self._inbox),) + self.engine.pending()
+
+    # -- the driver thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._inbox and not self._live and not self._closing:
+                    self._cv.wait()
+                if self._closing:
+                    break
+                todo = list(self._inbox)
+                self._inbox.clear()
+            try:
+                for op, handle in todo:
+                    self._submit(handle) if op == "submit" else self._cancel(handle)
+                if self._live:
+                    self.engine.step()
+                    self._deliver()
+            except Exception as e:  # a bug or a device failure: every caller hears of it, nothing hangs
+                self.error = e
+                for h in list(self._live.values()) + [h for _, h in todo if h.rid is None]:
+                    h._push(e)
+                self._live.clear()
+                break
+        with self._cv:
+            left = [h for _, h in self._inbox] + list(self._live.values())
+        for h in left:
+            h._push(RuntimeError("the driver was closed"))
+
+    def _submit(self, handle: Handle) -> None:
+        if handle.cancelled:  # cancelled before it reached the engine
+            handle.completions = [Completion([], "", "cancelled") for _ in range(handle.request.n)]
+            handle._push(_END)
+            return
+        try:
+            rid = self.engine.submit(handle.request)
+        except ValueError as e:  # checked at submit already; a refusal here ends only this request
+            handle._push(e)
+            return
+        handle.rid = rid
+        self._live[rid] = handle
+        if handle.stream and self.engine.tokenizer is not None:
+            r = handle.request
+            handle._deltas = [TextDeltas(lambda ids: self.engine.text(rid, ids), r.stop, self.engine.stop_ids(rid))
+                              for _ in range(r.n)]
+
+    def _cancel(self, handle: Handle) -> None:
+        if handle.rid not in self._live:
+            return  # finished already (or never submitted: _submit ended it)
+        self.engine.cancel(handle.rid)
+        self.cancelled += 1
+        self._end(handle)
+
+    def _end(self, handle: Handle) -> None:
+        handle.completions = self.engine.results(handle.rid)
+        del self._live[handle.rid]
+        self.engine.forget(handle.rid)
+        handle._push(_END)
+
+    def _deliver(self) -> None:
+        for rid, _ in self.engine.pop_finished():
+            if rid in self._live:
+                self._end(self._live[rid])
+
+    def _on_token(self, rid: int, sample: int, tokens: list[int], completion: Completion | None) -> None:
+        handle = self._live.get(rid)
+        if handle is None:
+            return
+        new = tokens[handle._sent[sample]:]
+        handle._sent[sample] = len(tokens)
+        text = ""
+        if handle._deltas:
+            d = handle._deltas[sample]
+            text = d.update(tokens) if completion is None else d.finish(completion.text or "")
+        if new or text or completion is not None:
+            handle._push(Event(sample, text, list(new), completion))
