@@ -9,6 +9,7 @@ usable HBM seen in compile-time OOM reports) and §4 (published MFU).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 GIB = 1 << 30
@@ -80,6 +81,10 @@ class Topology:
         return f"{self.generation.topology_prefix}:{'x'.join(map(str, self.shape))}"
 
     @property
+    def gcp_type(self) -> str:  # Cloud TPU's accelerator type: v5e slices are "v5litepod-N"
+        return self.name.replace("v5e-", "v5litepod-")
+
+    @property
     def usable_bytes(self) -> int:
         return self.generation.usable_bytes
 
@@ -130,6 +135,12 @@ def parse_topology(name: str) -> Topology:
 
 def topology_devices(topo: Topology, num_slices: int = 1) -> list:
     """The slice's devices as libtpu describes them (compile for, never run on, from a CPU host)."""
+    # libtpu on a host that is no TPU VM: no metadata-server queries, no TPU_WORKER_HOSTNAMES/accelerator-type
+    # complaints on stderr (it reads both only to find this host's place in a slice we describe explicitly), and no
+    # lockfile that would refuse a second planner or test process on the same machine. Variables already set win.
+    for var, value in (("TPU_SKIP_MDS_QUERY", "1"), ("TPU_WORKER_HOSTNAMES", "localhost"),
+                       ("TPU_ACCELERATOR_TYPE", topo.gcp_type), ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")):
+        os.environ.setdefault(var, value)
     try:
         from jax.experimental.topologies import get_topology_desc
 
