@@ -83,3 +83,15 @@ def test_search_candidates_and_first_fit():
     assert best is tried[0] and best.fits and best.spec.grad_accum == 1 and best.spec.model.remat == "none"
     assert best.train_command() == ("python -m camel_jax.train --config=configs/base.py --config.train.grad_accum=1 "
                                     "--config.train.remat=none --mesh=dp1,fsdp4,mp1")
+
+
+def test_analytic_floor_by_hand(fits):
+    """tiny-mha (d 64, f 176, 4 heads of 16, vocab 256), 2 rows per device (16 rows / 2 micro-batches / fsdp4),
+    128 slots, bf16, save_dots, loss chunks of 512 slots (longer than the row: the whole row)."""
+    fl, tokens = fits.floor, 2 * 128
+    assert fl["saved_activations"] == 2 * tokens * ((4 + 8) * 16 + 64 + 2 * 176 + 64 + 64) * 2
+    assert fl["layer_working_set"] == 2 * tokens * (((4 + 8) * 16 + 2 * 64 + 2 * 176) + 64 + 128 + 64 + 176) * 2
+    assert fl["loss_chunk"] == 2 * 2 * 128 * 256 * 4
+    assert fl["gathered_weights"] == 2 * (64 * 8 * 16 * 2 + 3 * 64 * 176) * 2
+    assert fl["gradient_accumulator"] == fits.memory["gradients"] and fl["state"] == fits.memory["state"]
+    assert fl["floor"] == sum(v for k, v in fl.items() if k != "floor") < fits.bytes_per_device

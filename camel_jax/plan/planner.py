@@ -21,6 +21,7 @@ from ml_collections import ConfigDict
 from camel_jax.model import partition
 from camel_jax.model.mesh import build_mesh, mesh_str, parse_mesh
 from camel_jax.plan.flops import step_flops
+from camel_jax.plan.floor import floor_bytes
 from camel_jax.plan.topology import GIB, Topology, topology_devices
 from camel_jax.train import config as C
 from camel_jax.train.spec import RunSpec, lower_run, resolve_run, run_optimizer
@@ -48,6 +49,7 @@ class Plan:
     xla_flops_per_device: float | None = None  # cost_analysis: layer and micro-batch scans counted once
     oom: dict | None = None  # does not fit: what the compiler said it needs and has
     config_args: tuple[str, ...] = ()  # the --config flags that set this run up (for the train command)
+    floor: dict = dataclasses.field(default_factory=dict)  # the analytic floor per device, by part (floor.py)
 
     @property
     def fits(self) -> bool:
@@ -56,6 +58,8 @@ class Plan:
     @property
     def bytes_per_device(self) -> int:
         m = self.memory
+        if self.oom and not self.oom["required_bytes"]:  # not compiled (precheck): the analytic floor
+            return self.floor["floor"]
         if self.oom:  # the state (its arguments) plus the temporaries XLA asked for
             return m["state"] + m["batch"] + self.oom["required_bytes"]
         return m["argument"] + m["output"] - m["alias"] + m["temp"] + m["code"]
@@ -126,18 +130,24 @@ def plan_run(cfg: ConfigDict, topology: Topology, mesh_spec: str | None = None, 
              precheck: bool = False) -> Plan:
     """Compile the run's train step for `topology` and judge it. `hbm_bytes` overrides the generation's usable
     HBM (a what-if budget; the compiler keeps its own), `spec` the resolved run (tests: a shallower model).
-    `precheck`: a train state that alone exceeds the budget is "does not fit" without compiling (search)."""
+    `precheck`: a run whose analytic floor (floor.py) exceeds the budget is "does not fit" without compiling
+    (search; the floor is an estimate, so this may skip a configuration XLA would have fitted)."""
     cfg, resolved, mesh = resolve(cfg, topology, mesh_spec)
     spec = spec or resolved
     memory = state_memory(spec, cfg, mesh)
     budget = int(hbm_bytes if hbm_bytes is not None else topology.usable_bytes)
     flops = step_flops(spec.model, spec.micro_rows * spec.grad_accum, spec.seq_len).as_dict()
+    rows = spec.micro_rows // partition.data_shards(mesh, partition.TRAIN_RULES)
+    floor = floor_bytes(spec.model, memory, rows, spec.seq_len, mesh.shape["mp"], cfg.train.loss_chunk)
     common = dict(topology=topology, mesh=mesh_str(mesh), spec=spec, batch_size=spec.micro_rows * spec.grad_accum,
                   hbm_bytes=budget, flops=flops, mfu=topology.generation.mfu if mfu is None else float(mfu),
-                  config_args=tuple(config_args))
-    if precheck and memory["state"] + memory["batch"] > budget:
-        oom = {"required_bytes": 0, "available_bytes": budget, "message": f"the sharded train state alone needs "
-               f"{gib(memory['state'])} GiB per device (not compiled)"}
+                  config_args=tuple(config_args), floor=floor)
+    if precheck and floor["floor"] > budget:
+        what = ("the sharded train state alone needs" if memory["state"] + memory["batch"] > budget else
+                "the analytic floor (an estimate) is")
+        oom = {"required_bytes": 0, "available_bytes": budget,
+               "message": f"{what} {gib(memory['state'] if what[4] == 's' else floor['floor'])} GiB per device "
+                          f"(not compiled)"}
         return Plan(NO_FIT, memory=memory, compile_seconds=0.0, oom=oom, **common)
     start = time.perf_counter()
     try:

@@ -13,7 +13,7 @@ def as_json(p: Plan) -> dict:
         "devices": p.topology.devices, "mesh": p.mesh, "model": p.spec.model_name, "params": m.num_params(),
         "batch_size": p.batch_size, "grad_accum": p.spec.grad_accum, "micro_rows": p.spec.micro_rows,
         "seq_len": p.spec.seq_len, "remat": m.remat, "dtype": m.dtype, "param_dtype": m.param_dtype,
-        "memory": dict(p.memory), "oom": p.oom, "flops": dict(p.flops),
+        "memory": dict(p.memory), "floor_bytes_per_device": p.floor["floor"], "floor": dict(p.floor), "oom": p.oom, "flops": dict(p.flops),
         "xla_flops_per_device": p.xla_flops_per_device, "peak_flops_per_device": g.peak_flops, "mfu": p.mfu,
         "mfu_source": g.mfu_source, "hbm_source": g.usable_source,
         "step_seconds_at_peak": p.step_seconds(1.0), "step_seconds_at_mfu": p.step_seconds(),
@@ -64,6 +64,11 @@ def text(p: Plan) -> str:
                   f"  total            {gib(p.bytes_per_device):>8}  = argument {gib(mem['argument'])} + output "
                   f"{gib(mem['output'])} - alias {gib(mem['alias'])} + temp {gib(mem['temp'])} + code "
                   f"{gib(mem['code'])}"]
+    fl = p.floor
+    lines.append(f"  analytic floor   {gib(fl['floor']):>8}  = state {gib(fl['state'])} + accumulator "
+                 f"{gib(fl['gradient_accumulator'])} + saved activations {gib(fl['saved_activations'])} + layer "
+                 f"working set {gib(fl['layer_working_set'])} + loss chunk {gib(fl['loss_chunk'])} + gathered "
+                 f"weights {gib(fl['gathered_weights'])} (XLA's total is {p.bytes_per_device / fl['floor']:.2f}x)")
     lines.append(f"  usable HBM       {gib(p.hbm_bytes):>8}  ({g.usable_source})")
     lines.append(f"verdict  {verdict_line(p)}")
     lines.append(f"flops    {f['total']:.4g} model FLOPs per step (matmuls {f['qkv'] + f['attn_out'] + f['mlp']:.3g}"

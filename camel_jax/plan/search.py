@@ -1,13 +1,13 @@
 """`--search`: the fastest configuration of a run that fits a slice, found by compiling a few candidates.
 
-The space is small on purpose (each compile of a 7B-65B step costs 30-60 s on this host): the mesh (every device
+The space is small on purpose (each compile of a 7B-65B step costs 30 s to 5 min on this host): the mesh (every device
 on fsdp, or fsdp with mp 2, 4 or 8 where the model splits), gradient accumulation (the divisors of the global batch
 that leave whole rows per data shard) and the remat policy (none, save_dots, full). The global batch, sequence
 length and everything else stay as configured, so the training numbers are those of the configured run.
 Candidates are tried fastest first by the analytic model (hardware FLOPs: "full" recomputes the forward), ties
 broken towards less model parallelism and fewer, larger micro-batches; the first that fits is the answer. A
-candidate whose sharded train state alone exceeds HBM is skipped without compiling, and so is one that needs more
-memory than a candidate already found not to fit (same mesh and remat, fewer micro-batches).
+candidate whose analytic floor (floor.py, an estimate that includes the exact sharded state) exceeds HBM is
+skipped without compiling and uses up no compile; the log says "not compiled".
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Callable
 from camel_jax.model.config import get_preset
 from camel_jax.model.mesh import MeshError, check_model
 from camel_jax.plan.flops import RECOMPUTE
-from camel_jax.plan.planner import FITS, NO_FIT, Plan, plan_run
+from camel_jax.plan.planner import FITS, Plan, plan_run
 from camel_jax.plan.topology import Topology
 
 REMATS = ("none", "save_dots", "full")
@@ -56,7 +56,6 @@ def search(cfg, topology: Topology, config_args: tuple[str, ...] = (), max_compi
            log: Callable[[str], None] = print) -> tuple[Plan | None, list[Plan]]:
     """(the first candidate that fits, every plan compiled); at most `max_compiles` compiles."""
     tried: list[Plan] = []
-    failed: dict[tuple[str, str], int] = {}  # (mesh, remat) -> most micro-batches found not to fit
     cands = candidates(cfg, topology)
     log(f"search: {len(cands)} candidates (meshes fsdp x mp{'/'.join(map(str, MP_SIZES))}, grad_accum dividing "
         f"the batch of {cfg.train.batch_size}, remat {'/'.join(REMATS)}); at most {max_compiles} compiles")
@@ -64,19 +63,15 @@ def search(cfg, topology: Topology, config_args: tuple[str, ...] = (), max_compi
         if len(tried) >= max_compiles:
             log(f"search: stopped after {max_compiles} compiles (--max_compiles)")
             break
-        if failed.get((mesh, remat), 0) >= accum:
-            continue
         args = tuple(config_args) + (f"--config.train.grad_accum={accum}", f"--config.train.remat={remat}")
         p = plan_run(_with(cfg, accum, remat), topology, mesh, hbm_bytes=hbm_bytes, mfu=mfu, config_args=args,
                      precheck=True)
-        if p.verdict == NO_FIT and p.memory["state"] > p.hbm_bytes:  # no accumulation helps this mesh
-            failed[(mesh, remat)] = cfg.train.batch_size
-        if p.compile_seconds:
-            tried.append(p)
+        how = f"compile {p.compile_seconds:.0f} s" if p.compile_seconds else p.oom["message"]
         log(f"  {mesh:<16} grad_accum {accum:<4} remat {remat:<9} -> {p.verdict:<12} "
-            f"{p.bytes_per_device / 2**30:8.2f} GiB/device, {p.step_seconds():.3g} s/step at {p.mfu:.0%} MFU "
-            f"(compile {p.compile_seconds:.0f} s)")
+            f"{p.bytes_per_device / 2**30:8.2f} GiB/device, {p.step_seconds():.3g} s/step at {p.mfu:.0%} MFU ({how})")
+        if not p.compile_seconds:
+            continue
+        tried.append(p)
         if p.verdict == FITS:
             return p, tried
-        failed[(mesh, remat)] = max(failed.get((mesh, remat), 0), accum)
     return None, tried
