@@ -48,9 +48,10 @@ def test_small_preset_fits_and_its_figures_add_up(fits):
 
 def test_accepted_but_over_budget_is_at_risk(fits):
     budget = fits.bytes_per_device - 1  # the compiler's own limit stays v4's 30.75 GiB: it accepts the program
-    p = plan_run(_tiny(grad_accum=2), parse_topology("v4-8"), "fsdp4", hbm_bytes=budget)
+    p = fits.with_budget(budget)  # what plan_run(..., hbm_bytes=budget) returns, without compiling again
     assert p.verdict == AT_RISK and not p.fits and p.oom is None
-    assert p.bytes_per_device == fits.bytes_per_device > p.hbm_bytes
+    assert p.bytes_per_device == fits.bytes_per_device > p.hbm_bytes and fits.verdict == FITS
+    assert p.with_budget(fits.hbm_bytes).verdict == FITS
 
 
 def test_compiler_oom_is_an_answer():

@@ -64,6 +64,13 @@ class Plan:
             return m["state"] + m["batch"] + self.oom["required_bytes"]
         return m["argument"] + m["output"] - m["alias"] + m["temp"] + m["code"]
 
+    def with_budget(self, hbm_bytes: int) -> "Plan":
+        """The same compile judged against another usable HBM per device (a what-if; no recompile)."""
+        p = dataclasses.replace(self, hbm_bytes=int(hbm_bytes))
+        if p.verdict != NO_FIT:
+            p.verdict = FITS if p.bytes_per_device <= p.hbm_bytes else AT_RISK
+        return p
+
     def step_seconds(self, mfu: float | None = None) -> float:
         """Model FLOPs per device over the device's peak × MFU (1.0: at peak)."""
         per_device = self.flops["total"] / self.topology.devices
@@ -165,9 +172,8 @@ def plan_run(cfg: ConfigDict, topology: Topology, mesh_spec: str | None = None, 
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost["flops"]) if cost and "flops" in cost else None
-    plan = Plan(FITS, memory=memory, compile_seconds=seconds, xla_flops_per_device=xla_flops, **common)
-    plan.verdict = FITS if plan.bytes_per_device <= budget else AT_RISK
-    return plan
+    return Plan(FITS, memory=memory, compile_seconds=seconds, xla_flops_per_device=xla_flops,
+                **common).with_budget(budget)
 
 
 def gib(n: float) -> str:
