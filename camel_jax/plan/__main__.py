@@ -7,7 +7,8 @@ a TPU slice, and says whether it fits each device's HBM, what it costs per step 
 tulu_human_gpt_mix`); another preset for the base recipe with that model. Batch, sequence, accumulation and remat
 are config fields: --config.train.batch_size, --config.data.max_seq_length, --config.train.grad_accum,
 --config.train.remat. A mistake in a flag is one line and exit code 2; so is a config that does not split over the
-mesh. A compile that runs out of memory is an answer ("does not fit"), not an error.
+mesh. A compile that runs out of memory is an answer ("does not fit"), not an error: the exit status is 0, and 1
+only when --search finds nothing that fits.
 """
 from __future__ import annotations
 
