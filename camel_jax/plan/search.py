@@ -4,8 +4,9 @@ The space is small on purpose (each compile of a 7B-65B step costs 30 s to 5 min
 on fsdp, or fsdp with mp 2, 4 or 8 where the model splits), gradient accumulation (the divisors of the global batch
 that leave whole rows per data shard) and the remat policy (none, save_dots, full). The global batch, sequence
 length and everything else stay as configured, so the training numbers are those of the configured run.
-Candidates are tried fastest first by the analytic model (hardware FLOPs: "full" recomputes the forward), ties
-broken towards less model parallelism and fewer, larger micro-batches; the first that fits is the answer. A
+Candidates are tried in a heuristic fastest-first order: less model parallelism first (mp's activation all-reduces
+cost ICI time the FLOP model does not see), then fewer hardware FLOPs ("full" recomputes the forward, a third
+more), then fewer, larger micro-batches; the first that fits is the answer. A
 candidate whose analytic floor (floor.py, an estimate that includes the exact sharded state) exceeds HBM is
 skipped without compiling and uses up no compile; the log says "not compiled".
 """
@@ -42,7 +43,7 @@ def candidates(cfg, topology: Topology) -> list[tuple[str, int, str]]:
             for accum in range(1, batch + 1):
                 if batch % accum == 0 and (batch // accum) % sizes["fsdp"] == 0:
                     out.append((f"fsdp{sizes['fsdp']},mp{mp}", accum, remat))
-    return sorted(out, key=lambda c: (RECOMPUTE[c[2]], int(c[0].split("mp")[1]), c[1], REMATS.index(c[2])))
+    return sorted(out, key=lambda c: (int(c[0].split("mp")[1]), RECOMPUTE[c[2]], c[1], REMATS.index(c[2])))
 
 
 def _with(cfg, accum: int, remat: str):
