@@ -85,15 +85,20 @@ def resolve_run(cfg: ConfigDict) -> RunSpec:
                    int(cfg.data.max_seq_length), bool(cfg.data.packing))
 
 
-def lower_run(spec: RunSpec, cfg: ConfigDict, mesh, total_steps: int | None = None):
-    """The run's train step lowered on `mesh` for abstract inputs (compile-only planning: `.compile()` it, e.g. on
-    a TPU topology). The optimizer is the run's; its schedule length (default: train.max_steps or 1000) does not
-    change the program."""
+def run_optimizer(cfg: ConfigDict, total_steps: int | None = None):
+    """The run's optimizer (its schedule length, default train.max_steps or 1000, does not change the program)."""
     from camel_jax.train.optimizer import make_optimizer
-    from camel_jax.train.step import lower_train_step
 
     t = cfg.train
     total = total_steps or t.max_steps or 1000
-    optimizer = make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
-    return lower_train_step(spec.model, optimizer, mesh, spec.grad_accum, spec.micro_rows, spec.seq_len,
-                            t.loss_reduction, t.micro_mean_rows or None, loss_chunk=t.loss_chunk)
+    return make_optimizer(t.lr, total, t.warmup_ratio, t.weight_decay, t.b1, t.b2, t.eps, t.max_grad_norm)
+
+
+def lower_run(spec: RunSpec, cfg: ConfigDict, mesh, total_steps: int | None = None):
+    """The run's train step lowered on `mesh` for abstract inputs (compile-only planning: `.compile()` it, e.g. on
+    a TPU topology), with `run_optimizer(cfg, total_steps)`."""
+    from camel_jax.train.step import lower_train_step
+
+    t = cfg.train
+    return lower_train_step(spec.model, run_optimizer(cfg, total_steps), mesh, spec.grad_accum, spec.micro_rows,
+                            spec.seq_len, t.loss_reduction, t.micro_mean_rows or None, loss_chunk=t.loss_chunk)

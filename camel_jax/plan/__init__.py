@@ -1,0 +1,1 @@
+"""Compile-only planning of training runs for TPU slices (`python -m camel_jax.plan`)."""

@@ -1,0 +1,42 @@
+"""The analytic memory floor of a train step per device, printed beside XLA's total so waste stays visible.
+
+What the step cannot do without: the sharded train state and batch (exact, from the shardings), one fp32
+gradient accumulator sharded like the parameters, one micro-batch's saved activations under the remat policy,
+one layer's working set while it is recomputed and differentiated, the fused loss chunk's fp32 logits and their
+gradient, and one layer's weights gathered over fsdp in the compute dtype, twice (the layer and the next one's
+prefetch). An estimate from shapes (counting the layer's matmul outputs and elementwise results as below), not a
+bound XLA promises: the gap between it and XLA's total is what to look at, and to remove.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from camel_jax.model.config import LlamaConfig
+
+
+def layer_tensors(cfg: LlamaConfig) -> dict:
+    """Widths (elements per token) of one layer's activations, by what each remat policy keeps."""
+    d, f, hd, h, kv = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head, cfg.num_heads, cfg.kv_heads
+    dots = (h + 2 * kv) * hd + d + 2 * f + d  # q, k, v, attention out-projection, gate, up, down
+    rest = d + 2 * d + h * hd + f  # layer input, two norm outputs, attention output, the gated product
+    return {"input": d, "dots": dots, "all": dots + rest}
+
+
+def floor_bytes(cfg: LlamaConfig, memory: dict, rows_per_device: int, seq_len: int, mp: int,
+                loss_chunk: int) -> dict:
+    """Per-device bytes of each part of the floor, and their total ("floor")."""
+    c = jnp.dtype(cfg.dtype).itemsize
+    w = layer_tensors(cfg)
+    tokens = rows_per_device * seq_len
+    keep = {"full": w["input"], "save_dots": w["dots"] + w["input"], "none": w["all"]}[cfg.remat]
+    saved = cfg.num_layers * tokens * keep * c // mp
+    working = 2 * tokens * w["all"] * c // mp  # one layer's activations and their cotangents
+    chunk = loss_chunk or seq_len
+    head = 2 * rows_per_device * min(chunk, seq_len) * cfg.padded_vocab * 4 // mp
+    d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
+    layer_params = d * (cfg.num_heads + cfg.kv_heads) * hd * 2 + 3 * d * f
+    gathered = 2 * layer_params * c // mp
+    parts = {"state": memory["state"], "batch": memory["batch"], "gradient_accumulator": memory["gradients"],
+             "saved_activations": saved, "layer_working_set": working, "loss_chunk": head,
+             "gathered_weights": gathered}
+    return dict(parts, floor=sum(parts.values()))
