@@ -73,8 +73,8 @@ def main():
     del model, sd
     with open(os.path.join(SHARED, "data", "alpaca_eval", "alpaca_eval.jsonl"), encoding="utf-8") as f:
         instructions = [json.loads(line)["instruction"] for _, line in zip(range(args.prompts), f)]
-    prompts = [tok.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True) for i in
-               instructions]
+    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True,
+                                           tokenize=False), add_special_tokens=False).input_ids for i in instructions]
     max_len = -(-(max(len(p) for p in prompts) + args.new) // 128) * 128
     engines = {"fp32": Engine(params, cfg, max_len=max_len, eos_id=tok.eos_token_id),
                "int8": Engine(params, cfg, max_len=max_len, eos_id=tok.eos_token_id, quantize="int8"),

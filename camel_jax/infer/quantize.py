@@ -25,8 +25,8 @@ Dettmers et al. 2022): LLM.int8 quantizes activations too (per row, vector-wise)
 a mixed-precision decomposition that keeps the input features holding outliers (|x| >= 6) in fp16 for both
 operands; its weights are per-output-channel absmax int8 like ours. Ours keeps activations in the compute dtype
 (weight-only, as in most serving stacks), has no outlier path (none is needed when activations are not rounded),
-and quantizes the embedding too (bitsandbytes leaves embeddings and the head in fp16). Both are within the noise
-of fp32 on benchmarks for LLaMA-scale models; our measured logit error on SmolLM2 is in the README.
+and quantizes the embedding too (bitsandbytes leaves embeddings and the head in fp16). Scores from the two are
+therefore close but not bit-comparable; our measured logit error on SmolLM2 is in the README.
 """
 from __future__ import annotations
 
