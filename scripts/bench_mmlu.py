@@ -39,7 +39,8 @@ def mmlu_prompts(folder: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
     items = []
     for path in sorted(glob.glob(os.path.join(folder, "test", "*_test.csv"))):
         subject = os.path.basename(path)[:-len("_test.csv")]
-        header = f"The following are multiple choice questions (with answers) about {' ' + ' '.join(subject.split('_'))}.\n\n"
+        about = " " + " ".join(subject.split("_"))  # Hendrycks' format_subject: hence "about  abstract algebra"
+        header = f"The following are multiple choice questions (with answers) about {about}.\n\n"
         with open(path, newline="", encoding="utf-8") as f:
             for row in csv.reader(f):
                 q, choices, gold = row[0], row[1:5], row[5]
@@ -109,7 +110,8 @@ def main():
     a, b = ours[:, letters], theirs[:, letters]
     agree = int(np.sum(a.argmax(1) == b.argmax(1)))
     gold = np.array(["ABCD".index(g) for _, g in items])
-    print(f"  open-instruct way (transformers, left-padded batches of 4): {args.n / t_hf:6.1f} prompts/s ({t_hf:.1f} s)")
+    print(f"  open-instruct way (transformers, left-padded batches of 4): {args.n / t_hf:6.1f} prompts/s "
+          f"({t_hf:.1f} s)")
     print(f"  camel_jax Scorer (batch {args.batch_size}):                        {args.n / t_ours:6.1f} prompts/s "
           f"({t_ours:.1f} s)  ratio {t_hf / t_ours:.2f}x  (medians of {args.reps})")
     print(f"  argmax among A-D agrees: {agree}/{args.n}; max |log-prob difference| on A-D: {np.abs(a - b).max():.2e}; "
