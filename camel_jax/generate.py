@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=8, help="decode slots of the engine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
+    ap.add_argument("--quantize", default="none", choices=("none", "int8"),
+                    help="int8: weight-only, one scale per output channel (camel_jax/infer/quantize.py)")
     args = ap.parse_args(argv)
     if args.chat:
         if args.prompt or args.input or args.output:
@@ -188,7 +190,8 @@ def _generate_cli(args) -> int:
         raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({args.max_new_tokens}) exceeds the model's "
                          f"max_seq_len {cfg.max_seq_len}")
     max_len = min(cfg.max_seq_len, -(-(longest + args.max_new_tokens) // 128) * 128)
-    engine = Engine(params, cfg, slots=max(1, min(args.slots, len(prompts))), max_len=max_len, tokenizer=tokenizer)
+    engine = Engine(params, cfg, slots=max(1, min(args.slots, len(prompts))), max_len=max_len, tokenizer=tokenizer,
+                    quantize=args.quantize)
     outs = engine.run([Request(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed=args.seed,
                                stop=args.stop, ignore_eos=args.ignore_eos) for p in prompts])
     for prompt, (out,) in zip(args.prompt, outs):

@@ -163,7 +163,7 @@ def run(args) -> int:
         longest = max(len(p) for p in prompts)
         max_len = min(cfg.max_seq_len, -(-(longest + args.max_new_tokens) // 128) * 128)
         engine = Engine(params, cfg, slots=max(1, min(args.slots, len(todo))), max_len=max_len,
-                        tokenizer=tokenizer)
+                        tokenizer=tokenizer, quantize=getattr(args, "quantize", None))
         for p in prompts:
             engine.submit(Request(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed=args.seed,
                                   stop=args.stop, ignore_eos=args.ignore_eos))

@@ -30,11 +30,12 @@ from camel_jax.model import partition
 from camel_jax.model.attention import BLOCK, NEG, attention_mask, block_sparse_attention, dot_attention, \
     key_block_starts
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.layers import apply_rotary, project, rotary_tables
+from camel_jax.model.layers import apply_rotary, rotary_tables
 from camel_jax.model.llama import param_logical_specs
 from camel_jax.model.partition import BTD, BTHD, BTKD, CACHE, SERVE_RULES, constrain
 from camel_jax.model.splash import splash_attention
 from camel_jax.model.vocab import mask_padded_logits
+from camel_jax.infer import quantize as quant
 from camel_jax.infer.sampling import sample, stop_hit
 
 
@@ -45,15 +46,31 @@ def _place(x: Any, spec: P, mesh: jax.sharding.Mesh | None, dtype: Any) -> jax.A
     return jax.device_put(x, NamedSharding(mesh, partition.to_mesh_axes(tuple(spec), SERVE_RULES, mesh.axis_names)))
 
 
-def serving_weights(params: dict, cfg: LlamaConfig, mesh: jax.sharding.Mesh | None = None) -> dict:
+def _weight(x: Any, spec: P, mesh: jax.sharding.Mesh | None, dt: Any, quantize: str | None, axis: int) -> Any:
+    """A 2-D weight placed as served: in `dt`, or {"int8", "scale"} with the scale on output axis `axis`."""
+    if quantize is None:
+        return _place(x, spec, mesh, dt)
+    q, scale = quant.quantize_int8(x, axis)
+    return {"int8": _place(q, spec, mesh, jnp.int8), "scale": _place(scale, P(tuple(spec)[axis]), mesh, jnp.float32)}
+
+
+def serving_weights(params: dict, cfg: LlamaConfig, mesh: jax.sharding.Mesh | None = None,
+                    quantize: str | None = None) -> dict:
     """The model's parameter tree as the engine serves it: {"embed", "head" (None when tied), "final_norm",
-    "layers": one dict per layer}, in the compute dtype, placed by SERVE_RULES on `mesh`."""
-    specs, dt = param_logical_specs(cfg), jnp.dtype(cfg.dtype)
-    layers = [jax.tree.map(lambda x, s, i=i: _place(x[i], P(*tuple(s)[1:]), mesh, dt), params["layers"],
-                           specs["layers"]) for i in range(cfg.num_layers)]
-    head = None if cfg.tie_embeddings else _place(params["lm_head"]["kernel"], specs["lm_head"]["kernel"], mesh, dt)
-    return {"embed": _place(params["embed"]["embedding"], specs["embed"]["embedding"], mesh, dt), "head": head,
-            "final_norm": _place(params["final_norm"]["scale"], specs["final_norm"]["scale"], mesh, dt),
+    "layers": one dict per layer}, in the compute dtype, placed by SERVE_RULES on `mesh`. quantize="int8": every
+    matmul kernel and the embedding int8 with a scale per output channel (infer/quantize.py), norms unchanged."""
+    specs, dt, mode = param_logical_specs(cfg), jnp.dtype(cfg.dtype), quant.check_mode(quantize)
+
+    def leaf(x, s):
+        s = P(*tuple(s)[1:])
+        return _weight(x, s, mesh, dt, mode, 1) if len(s) == 2 else _place(x, s, mesh, dt)
+
+    layers = [jax.tree.map(lambda x, s, i=i: leaf(x[i], s), params["layers"], specs["layers"])
+              for i in range(cfg.num_layers)]
+    head = None if cfg.tie_embeddings else _weight(params["lm_head"]["kernel"], specs["lm_head"]["kernel"], mesh,
+                                                   dt, mode, 1)
+    return {"embed": _weight(params["embed"]["embedding"], specs["embed"]["embedding"], mesh, dt, mode, 0),
+            "head": head, "final_norm": _place(params["final_norm"]["scale"], specs["final_norm"]["scale"], mesh, dt),
             "layers": layers}
 
 
@@ -86,30 +103,31 @@ def _block(w: dict, x, cos, sin, attend, cfg: LlamaConfig):
     h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.dim_per_head
     a = w["attn"]
     y = _rms(x, w["attn_norm"]["scale"], cfg)
-    q = constrain(project(y, a["q"]["kernel"], dt).reshape(b, t, h, hd), BTHD)
-    k = constrain(project(y, a["k"]["kernel"], dt).reshape(b, t, kvh, hd), BTKD)
-    v = constrain(project(y, a["v"]["kernel"], dt).reshape(b, t, kvh, hd), BTKD)
+    q = constrain(quant.project(y, a["q"]["kernel"], dt).reshape(b, t, h, hd), BTHD)
+    k = constrain(quant.project(y, a["k"]["kernel"], dt).reshape(b, t, kvh, hd), BTKD)
+    v = constrain(quant.project(y, a["v"]["kernel"], dt).reshape(b, t, kvh, hd), BTKD)
     out, kept = attend(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
-    x = constrain(x + project(constrain(out, BTHD).reshape(b, t, h * hd), a["o"]["kernel"], dt), BTD)
+    x = constrain(x + quant.project(constrain(out, BTHD).reshape(b, t, h * hd), a["o"]["kernel"], dt), BTD)
     m = w["mlp"]
     y = _rms(x, w["mlp_norm"]["scale"], cfg)
-    hidden = constrain(jax.nn.silu(project(y, m["gate"]["kernel"], dt)) * project(y, m["up"]["kernel"], dt),
-                       ("batch", "seq", "act_mlp"))
-    return constrain(x + project(hidden, m["down"]["kernel"], dt), BTD), kept
+    hidden = constrain(jax.nn.silu(quant.project(y, m["gate"]["kernel"], dt)) *
+                       quant.project(y, m["up"]["kernel"], dt), ("batch", "seq", "act_mlp"))
+    return constrain(x + quant.project(hidden, m["down"]["kernel"], dt), BTD), kept
 
 
 def _logits(weights: dict, x, cfg: LlamaConfig):
     """fp32 logits [B, padded_vocab] of final-normed states x [B, D], padded columns masked."""
     if weights["head"] is None:
-        logits = jnp.einsum("bd,vd->bv", x, weights["embed"])
+        logits = quant.project_rows(x, weights["embed"], jnp.dtype(cfg.dtype))
     else:
-        logits = project(x, weights["head"], jnp.dtype(cfg.dtype))
+        logits = quant.project(x, weights["head"], jnp.dtype(cfg.dtype))
     logits = constrain(logits.astype(jnp.float32), ("batch", "act_vocab"))
     return mask_padded_logits(logits, cfg.vocab_size)
 
 
-def _embed(weights: dict, tokens):
-    return constrain(jnp.take(constrain(weights["embed"], ("act_vocab", None)), tokens, axis=0), BTD)
+def _embed(weights: dict, tokens, cfg: LlamaConfig):
+    table = jax.tree.map(lambda t: constrain(t, ("act_vocab", None)[:t.ndim]), weights["embed"])
+    return constrain(quant.lookup(table, tokens, jnp.dtype(cfg.dtype)), BTD)
 
 
 def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaConfig):
@@ -132,7 +150,7 @@ def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaCo
             out = dot_attention(q, k, v, mask)
         return out, (k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
 
-    x = _embed(weights, tokens)
+    x = _embed(weights, tokens, cfg)
     cos, sin = rotary_tables(slots, cfg.dim_per_head, cfg.rope_theta)
     kv = []
     for w in weights["layers"]:
@@ -201,7 +219,7 @@ def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, wi
                                 valid)
         return out[:, None], {"k": ck, "v": cv}
 
-    x = _embed(weights, state["tokens"][:, None])
+    x = _embed(weights, state["tokens"][:, None], cfg)
     cos, sin = rotary_tables(pos[:, None], cfg.dim_per_head, cfg.rope_theta)
     for w, c in zip(weights["layers"], cache):
         x, kept = _block(w, x, cos, sin, attend, cfg)

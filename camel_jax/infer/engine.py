@@ -72,11 +72,13 @@ def _release(state, row):
 class Engine:
     """slots: decode rows (a multiple of the mesh's dp). max_len: cache slots per row (prompt + new tokens must
     fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
-    max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens."""
+    max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens.
+    quantize: None/"none", or "int8" (weight-only, per output channel: infer/quantize.py)."""
 
     def __init__(self, params: dict, cfg: LlamaConfig, *, slots: int = 8, max_len: int | None = None,
                  mesh: jax.sharding.Mesh | None = None, tokenizer: Any = None, eos_id: int | None = None,
-                 window_block: int = 128, min_bucket: int = 16, max_stops: int = 4, stop_len: int = 8):
+                 window_block: int = 128, min_bucket: int = 16, max_stops: int = 4, stop_len: int = 8,
+                 quantize: str | None = None):
         self.cfg, self.slots, self.mesh, self.tokenizer = cfg, slots, mesh, tokenizer
         self.max_len = max_len or cfg.max_seq_len
         self.eos_id = eos_id if eos_id is not None else (tokenizer.eos_id if tokenizer else cfg.eos_token_id)
@@ -87,7 +89,7 @@ class Engine:
             if slots % partition.data_shards(mesh, partition.SERVE_RULES):
                 raise ValueError(f"slots {slots} do not split over the mesh's dp={mesh.shape['dp']}")
         with self._context():
-            self.weights = decode.serving_weights(params, cfg, mesh)
+            self.weights = decode.serving_weights(params, cfg, mesh, quantize)
             self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh)
             self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
         self._prefill = jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES))

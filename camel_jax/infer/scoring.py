@@ -31,9 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from camel_jax.model.config import LlamaConfig
-from camel_jax.model.llama import Llama, param_shardings, positions_from_mask
+from camel_jax.model.layers import project
+from camel_jax.model.llama import Llama, head_kernel, param_shardings, positions_from_mask
 from camel_jax.model.mesh import mesh_str
-from camel_jax.model.partition import batch_sharding, data_shards
+from camel_jax.model.partition import batch_sharding, constrain, data_shards
+from camel_jax.model.vocab import mask_padded_logits
 
 MIN_BUCKET = 16
 TOP = 5  # alternatives `sequence_logprobs` returns per position (OpenAI's `logprobs` maximum on /v1/completions)
@@ -97,6 +99,21 @@ def _forward_top(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaC
     return jnp.take_along_axis(logp, nxt[..., None], axis=-1)[..., 0], top_lp, top_id
 
 
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _forward_last(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfig):
+    """Right-padded rows -> log-probs at each row's last real position [B, Vp], only that position through the
+    head: the next-token case (MMLU) skips the [B, T, V] logits, which at SmolLM2's 49k vocabulary cost as much
+    as the rest of the forward on CPU."""
+    x, _ = Llama(cfg).apply({"params": params}, tokens, positions=positions_from_mask(mask), segment_ids=mask,
+                            head=False)
+    last = jnp.maximum(jnp.sum(mask, axis=-1) - 1, 0)
+    x = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+    logits = constrain(project(x, head_kernel(params, cfg), jnp.dtype(cfg.dtype)).astype(jnp.float32),
+                       ("batch", "act_vocab"))
+    logits = mask_padded_logits(logits, cfg.vocab_size)
+    return logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+
+
 class Scorer:
     """Scores token-id requests with one model. batch_size: rows per forward (fixed, so shapes do not vary).
     mesh: parameters sharded by their logical names (`param_shardings`, training's table: mp splits heads, the
@@ -149,8 +166,9 @@ class Scorer:
             out += [(lp[r, :len(x) - 1], top_lp[r, :len(x) - 1], top_id[r, :len(x) - 1]) for r, x in enumerate(chunk)]
         return out
 
-    def _run(self, inputs: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], tuple]:
-        """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each."""
+    def _run(self, inputs: Sequence[tuple[int, ...]], last_only: bool = False) -> dict[tuple[int, ...], tuple]:
+        """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each; last_only: the
+        final log-probs alone (None for the others)."""
         order = sorted(set(inputs), key=lambda x: (-len(x), x))
         out = {}
         for i in range(0, len(order), self.batch_size):
@@ -161,16 +179,18 @@ class Scorer:
             for r, x in enumerate(chunk):
                 tokens[r, :len(x)] = x
                 mask[r, :len(x)] = 1
+            fn = _forward_last if last_only else _forward
             if self.mesh is None:
-                result = _forward(self.params, tokens, mask, cfg=self.cfg)
+                result = fn(self.params, tokens, mask, cfg=self.cfg)
             else:
                 with jax.set_mesh(self.mesh):
-                    result = _forward(self.params, jax.device_put(tokens, self._rows),
-                                      jax.device_put(mask, self._rows), cfg=self.cfg)
-            lp, greedy, final = jax.device_get(result)
+                    result = fn(self.params, jax.device_put(tokens, self._rows), jax.device_put(mask, self._rows),
+                                cfg=self.cfg)
+            lp, greedy, final = (None, None, jax.device_get(result)) if last_only else jax.device_get(result)
             self.forwards += len(chunk)
             for r, x in enumerate(chunk):
-                out[x] = (lp[r, :len(x)], greedy[r, :len(x)], final[r, :self.cfg.vocab_size])
+                out[x] = (None, None, final[r, :self.cfg.vocab_size]) if last_only else \
+                    (lp[r, :len(x)], greedy[r, :len(x)], final[r, :self.cfg.vocab_size])
         return out
 
     def _input(self, ids: Sequence[int]) -> tuple[int, ...]:
@@ -201,7 +221,7 @@ class Scorer:
     def next_token_logprobs(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
         """Log-probabilities of the next token after each prompt, [N, vocab_size] fp32, in the order given."""
         inputs = [self._input(p) for p in prompts]
-        got = self._run(inputs)
+        got = self._run(inputs, last_only=True)
         return np.stack([got[x][2] for x in inputs]) if inputs else np.zeros((0, self.cfg.vocab_size), np.float32)
 
     def loglikelihood_text(self, tokenizer, pairs: Sequence[tuple[str, str]], add_bos: bool = True
