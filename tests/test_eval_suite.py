@@ -1,5 +1,5 @@
 """`python -m camel_jax.evaluate --tasks all`: all six benchmarks end to end on the tiny model with the LLaMA
-tokenizer and the real eval files (--max_examples 2, Codex's n = 20 samples run in the real sandbox), the full
+tokenizer and the real eval files (--max_examples 1, Codex's n = 20 samples run in the real sandbox), the full
 table with AlpacaFarm marked "not judged", each record's correctness in the predictions, the judge path against
 the fake OpenAI-compatible server (run, then rescore from the judge cache without a call), the per-setting BOS and
 TydiQA's "<s>" under protocol paper, and the scoring errors as one-line usage errors."""
@@ -14,7 +14,7 @@ from camel_jax.evaluate.__main__ import main
 from camel_jax.evaluate.sandbox import detect_backend
 from camel_jax.evaluate.task import encode_prompt
 
-ARGS = ["--max_examples", "2", "--max_new_tokens", "4", "--slots", "4", "--no_progress", "--sandbox_workers", "2"]
+ARGS = ["--max_examples", "1", "--max_new_tokens", "4", "--slots", "4", "--no_progress", "--sandbox_workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def test_all_writes_the_eleven_columns(suite):
     assert "| not judged |" in md and "5 of 6 benchmark groups" in md
     for name, s in registry.SETTINGS.items():
         m = _json(suite, name, "metrics.json")
-        assert m["complete"] and m["records"] == 2, name
-        assert _json(suite, name, "run.json")["counts"]["selected"] == 2
+        assert m["complete"] and m["records"] == 1, name
+        assert _json(suite, name, "run.json")["counts"]["selected"] == 1
 
 
 def test_every_prediction_carries_its_correctness(suite, ckpt):
@@ -86,7 +86,7 @@ def test_every_prediction_carries_its_correctness(suite, ckpt):
             else:
                 assert isinstance(r["correct"], bool) and per_item is None, name
     codex = _json(suite, "codex_pass1", "metrics.json")
-    assert codex["samples"] == 40 and codex["problems"] == 2 and 0 <= codex["pass@1"] <= 100
+    assert codex["samples"] == 20 and codex["problems"] == 1 and 0 <= codex["pass@1"] <= 100
 
 
 def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
@@ -101,8 +101,8 @@ def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
                     + ARGS + judge) == 0
         calls = len(fj.requests)
         m = _json(out, "alpaca_farm", "metrics.json")
-        assert calls >= 1 and m["judged"] and m["n_total"] == 2 and m["judge_model"] == "fake-judge"
-        assert m["win_rate"] == 100 * sum({2: 1, 0: .5, 1: 0}[v["preference"]] for v in m["per_item"].values()) / 2
+        assert calls >= 1 and m["judged"] and m["n_total"] == 1 and m["judge_model"] == "fake-judge"
+        assert m["win_rate"] == 100 * sum({2: 1, 0: .5, 1: 0}[v["preference"]] for v in m["per_item"].values())
         for i, r in _preds(out, "alpaca_farm").items():
             assert r["judgment"]["preference"] == m["per_item"][i]["preference"]
             assert r["correct"] == {2: 1.0, 0: 0.5, 1: 0.0}[r["judgment"]["preference"]]
@@ -119,24 +119,30 @@ def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
     assert _json(out, "codex_pass10", "metrics.json") == _json(suite, "codex_pass10", "metrics.json")
 
 
-def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(ckpt, data, tmp_path):
-    """paper: AlpacaFarm's prompts with BOS (its script's default tokenizer), TydiQA's without, its truncated
-    passages' literal "<s>" read as the BOS id (the second item, Bengali, has one)."""
+def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(ckpt, data):
+    """The driver's prompt ids under paper: AlpacaFarm's with BOS (its script's default tokenizer), TydiQA's without,
+    their truncated passages' literal "<s>" read as the BOS id (the second item, Bengali, has one); fixed: BOS."""
+    import argparse
+
+    from camel_jax.evaluate import run
+    from camel_jax.evaluate.task import BuildContext
     from camel_jax.model.tokenizer import load_tokenizer
 
-    out = str(tmp_path / "paper")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--protocol", "paper", "--tasks",
-                 "tydiqa_goldp,alpaca_farm"] + ARGS) == 0
     tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
-    for r in _preds(out, "alpaca_farm").values():
-        assert r["prompt_tokens"] == len(tok.encode(r["prompt"])) + 1
-    tydi = list(_preds(out, "tydiqa_goldp").values())
-    assert sum("<s>" in r["prompt"] for r in tydi) >= 1
-    for r in tydi:
-        ids = encode_prompt(tok, r["prompt"], add_bos=False, bos_text=True)
-        assert r["prompt_tokens"] == len(ids) and ids[0] != tok.bos_id
-        assert ids.count(tok.bos_id) == r["prompt"].count("<s>")
-    assert _json(out, "table.json")["columns"][-1]["status"] == "not judged"
+    for protocol in ("paper", "fixed"):
+        args = argparse.Namespace(max_examples=2, protocol=protocol)
+        for name in ("tydiqa_goldp", "alpaca_farm"):
+            s = registry.SETTINGS[name]
+            ctx = BuildContext(data, protocol, tok, run.make_render("tulu", tok, True), True)
+            task = run._Task(s, ctx, args, "/nonexistent", bos=True)
+            ids = run._ids(task, tok)
+            for it, got in zip(task.todo, ids):
+                bos_first = protocol == "fixed" or name == "alpaca_farm"
+                assert got == ([tok.bos_id] if bos_first else []) + encode_prompt(tok, it.prompt, False, protocol ==
+                                                                                     "paper")
+            if name == "tydiqa_goldp" and protocol == "paper":
+                assert "<s>" in task.todo[1].prompt and ids[1].count(tok.bos_id) == task.todo[1].prompt.count("<s>")
+                assert ids[0][0] != tok.bos_id
 
 
 def test_scoring_errors_are_one_line(suite, ckpt, data, tmp_path, capsys):
