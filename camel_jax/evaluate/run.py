@@ -330,6 +330,7 @@ def rescore(args) -> int:
     """Every metric of --out recomputed from its saved predictions (no model); then the table."""
     identity = R.read_json(os.path.join(args.out, R.RUN_FILE)) if os.path.isfile(
         os.path.join(args.out, R.RUN_FILE)) else None
+    score_options.check(args)
     names = R.task_dirs(args.out)
     if not names:
         raise UsageError(f"--out {args.out}: no task predictions to rescore")
@@ -342,7 +343,6 @@ def rescore(args) -> int:
         if not os.path.isfile(run_path):
             raise UsageError(f"{run_path}: missing; cannot tell which items were selected")
         task_rec = R.read_json(run_path)
-        score_options.check(args)
         metrics = score_task(args.out, setting, task_rec["ids"],
                              score_options.for_setting(setting, args, args.out, task_rec["data_dir"]))
         print(f"{name}: {_shown(setting, metrics)} over {metrics['records']} items",
