@@ -116,7 +116,9 @@ def peer(hf_dir: str, out: str, names: list[str], cap: int) -> tuple[float, dict
                 texts[name] = [outs[i::len(prompts)] if d.n > 1 else outs[i] for i in range(len(prompts))]
         dt = time.perf_counter() - t0
         total += dt
-        print(f"  peer {name}: {len(prompts)} items, {dt:.1f}s", file=sys.stderr)
+        ours = R.read_json(os.path.join(out, name, R.RUN_FILE))["sessions"][-1]["wall_time_s"]
+        print(f"  {name}: {len(prompts)} items, open-instruct way {dt:.1f} s, camel_jax (cold) {ours:.1f} s, "
+              f"ratio {dt / ours:.2f}x", file=sys.stderr, flush=True)
     return total, texts
 
 
