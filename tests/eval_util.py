@@ -1,5 +1,6 @@
 """A small eval data folder in ../shared/data's layout for the evaluate tests: a few real MMLU subjects (building
-every item of all 57 costs seconds per setting), and the real GSM8K files."""
+every item of all 57 costs seconds per setting), and the real GSM8K, BBH, TydiQA, HumanEval and AlpacaEval files;
+and the tiny random checkpoint with the LLaMA tokenizer the end-to-end tests run."""
 import os
 import pathlib
 
@@ -14,6 +15,21 @@ def mini_data_dir(shared_data: pathlib.Path, dest: pathlib.Path, subjects=MMLU_S
             link = dest / "mmlu" / split / f"{s}_{split}.csv"
             if not link.exists():
                 os.symlink(shared_data / "mmlu" / split / f"{s}_{split}.csv", link)
-    if not (dest / "gsm8k").exists():
-        os.symlink(shared_data / "gsm8k", dest / "gsm8k")
+    for bench in ("gsm8k", "bbh", "tydiqa", "humaneval", "alpaca_eval"):
+        if not (dest / bench).exists():
+            os.symlink(shared_data / bench, dest / bench)
     return str(dest)
+
+
+def tiny_checkpoint(shared_data: pathlib.Path, dest: pathlib.Path) -> str:
+    import jax
+
+    from camel_jax import params_io
+    from camel_jax.model.config import get_preset
+    from camel_jax.model.llama import init_params
+
+    cfg = get_preset("tiny-gqa", vocab_size=32000, max_seq_len=2048, dtype="float32")
+    params = jax.device_get(jax.jit(lambda k: init_params(cfg, k))(jax.random.PRNGKey(0)))
+    path = str(dest / "tiny")
+    params_io.save_params(path, params, cfg, str(shared_data / "llama_tokenizer"))
+    return path

@@ -86,10 +86,13 @@ def test_last_number_extraction(output, answer):
 
 
 def test_exact_match_as_hf_evaluate():
-    # ignore_case and ignore_punctuation: "-", "." and "$" vanish; whitespace does not
-    assert gsm.exact_match(["18", "-5", "2.5", "$10", " 7", "Eight"], ["18", "5", "25", "10", "7", "eight"]) == \
-        pytest.approx(100 * 5 / 6)
-    assert gsm.exact_match([], []) != gsm.exact_match([], [])  # nan: nothing scored
+    # ignore_case and ignore_punctuation: "-", "." and "$" vanish; whitespace does not (metrics.py, shared)
+    recs = [{"answer": a, "gold": g} for a, g in zip(["18", "-5", "2.5", "$10", " 7", "Eight"],
+                                                     ["18", "5", "25", "10", "7", "eight"])]
+    assert gsm.score(recs)["exact_match"] == pytest.approx(100 * 5 / 6)
+    assert [gsm.correct(r["answer"], Item("i", "p", r["gold"])) for r in recs] == [True] * 4 + [False, True]
+    em = gsm.score([])["exact_match"]
+    assert em != em  # nan: nothing scored
 
 
 def test_score_and_correct_on_records():

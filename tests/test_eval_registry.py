@@ -34,7 +34,16 @@ def test_listing_names_every_task_and_group():
     text = registry.listing()
     for name in registry.SETTINGS:
         assert name in text
-    assert "group bbh: (no module yet)" in text
+    assert "group bbh: bbh_direct, bbh_cot" in text and "(no module yet)" not in text
+
+
+def test_all_six_benchmarks_fill_the_eleven_columns():
+    from camel_jax.evaluate import table
+
+    assert registry.BENCHMARK_MODULES == ("mmlu", "gsm", "bbh", "tydiqa", "humaneval", "alpaca_farm")
+    assert [s.column for s in registry.SETTINGS.values()] == [c for c, _ in table.COLUMNS]
+    assert all(registry.groups()[g] for g in registry.GROUPS)
+    assert [s.name for s in registry.SETTINGS.values() if s.paper_bos] == ["alpaca_farm"]
 
 
 def test_max_examples_subset_is_nested_and_spread():

@@ -19,17 +19,9 @@ PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns
 
 @pytest.fixture(scope="module")
 def ckpt(shared_data, tmp_path_factory):
-    import jax
+    from eval_util import tiny_checkpoint
 
-    from camel_jax import params_io
-    from camel_jax.model.config import get_preset
-    from camel_jax.model.llama import init_params
-
-    cfg = get_preset("tiny-gqa", vocab_size=32000, max_seq_len=2048, dtype="float32")
-    params = jax.device_get(jax.jit(lambda k: init_params(cfg, k))(jax.random.PRNGKey(0)))
-    path = str(tmp_path_factory.mktemp("eval_ckpt") / "tiny")
-    params_io.save_params(path, params, cfg, str(shared_data / "llama_tokenizer"))
-    return path
+    return tiny_checkpoint(shared_data, tmp_path_factory.mktemp("eval_ckpt"))
 
 
 @pytest.fixture(scope="module")

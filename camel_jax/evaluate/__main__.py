@@ -4,6 +4,8 @@
       [--protocol fixed|paper] [--data_dir D] [--chat_format tulu|hf|none] [--slots N] [--mesh SPEC] ...
   python -m camel_jax.evaluate --list                 the tasks and groups
   python -m camel_jax.evaluate rescore --out DIR      every metric again from DIR's saved predictions, no model
+  Codex's sandbox: --sandbox auto|bwrap|unshare, --unsafe_no_sandbox, --sandbox_workers N, --timeout S;
+  AlpacaFarm's judge: --judge_url URL --judge_model M [--judge_template ...] (run and rescore alike)
   python -m camel_jax.evaluate codex --samples FILE   score a HumanEval samples file in the sandbox
 
 The driver is evaluate/run.py, the table evaluate/table.py. User errors (a bad flag, a missing or corrupt file)
@@ -54,6 +56,7 @@ def _parser() -> _Parser:
 
 def _run_parser():
     from camel_jax import cli
+    from camel_jax.evaluate import score_options
     from camel_jax.evaluate.task import PROTOCOLS
 
     ap = cli.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,14 +78,18 @@ def _run_parser():
                     help="cap every generation's budget (smoke runs; recorded, and a rerun must match)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     ap.add_argument("--no_progress", action="store_true", help="no progress bars")
+    score_options.add_flags(ap)
     return ap
 
 
 def _rescore_parser():
     from camel_jax import cli
+    from camel_jax.evaluate import score_options
 
     ap = cli.ArgumentParser(prog=f"{PROG} rescore", description="recompute every metric from saved predictions")
     ap.add_argument("--out", required=True, help="an evaluation folder written by this command")
+    ap.add_argument("--no_progress", action="store_true", help="no progress bar for the sandbox")
+    score_options.add_flags(ap)
     return ap
 
 
@@ -91,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "codex":
         return _codex(argv)
     from camel_jax import cli
-    from camel_jax.evaluate import run
+    from camel_jax.evaluate import run, score_options
 
     if argv and argv[0] == "rescore":
-        return cli.run(f"{PROG} rescore", run.rescore, _rescore_parser().parse_args(argv[1:]), errors=(ValueError,))
+        return cli.run(f"{PROG} rescore", run.rescore, _rescore_parser().parse_args(argv[1:]),
+                       errors=score_options.ERRORS)
     ap = _run_parser()
     args = ap.parse_args(argv)
     if args.list:
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f"--{f}" for f in ("checkpoint", "out") if not getattr(args, f)]
     if missing:
         ap.error(f"the following arguments are required: {', '.join(missing)} (or --list, rescore, codex)")
-    return cli.run(PROG, run.evaluate, args, errors=(ValueError,))
+    return cli.run(PROG, run.evaluate, args, errors=score_options.ERRORS)
 
 
 def _codex(argv: list[str]) -> int:

@@ -9,8 +9,8 @@ this file has no `input` field and every item takes §4.6's no-input branch: the
 A file that does carry a non-empty `input` gets §4.6's other branch, instruction.strip() + "\\n\\n" + input.strip().
 Protocol `paper` with the TÜLU chat format writes the prompt exactly as the June-2023 script did, without stripping
 the instruction (5 of the 805 end in whitespace, which `tulu_wrap` would strip); protocol `fixed` renders through
-the run's chat format like every task. Note for the driver: this script, unlike the other tasks, tokenised WITH the
-BOS token (default AutoTokenizer), in both protocols.
+the run's chat format like every task. This script, unlike the other tasks, tokenised WITH the BOS
+token (default AutoTokenizer): `paper_bos=True`, so the driver adds BOS in both protocols.
 
 Reference: the eval set's own text-davinci-003 output (what `alpaca_eval` compares against by default). The paper's
 judge compared against text-davinci-003 outputs regenerated with 2048 max tokens (HF
@@ -233,5 +233,5 @@ def judge_options(args, out_dir: str, data_dir: str) -> dict:
 SETTINGS = (
     Setting(name="alpaca_farm", group="alpaca_farm", column="AlpacaFarm win rate", metric="win_rate", kind="generate",
             chat=True, items=items, score=score, decoding=Decoding(max_new_tokens=2048), extract=extract,
-            subset_key=lambda item: item.meta["dataset"]),
+            subset_key=lambda item: item.meta["dataset"], paper_bos=True),
 )

@@ -11,7 +11,8 @@ Decoding: greedy, 512 new tokens, stop at "\\n" (the paper's stop id `encode("\\
 token holding a newline; here matched in the text, which also catches a byte-level BPE's "\\n\\n" tokens). Paper: the
 stop only truncates the text after decoding to EOS/512 (the June-2023 KeyWordsCriteria never fired); fixed: decoding
 stops there. Answer: commas between digits removed, the last match of `[-+]?\\d*\\.\\d+|\\d+` (so "-5" gives "5",
-as the paper), else the whole output. Metric: HF evaluate's exact_match(ignore_case, ignore_punctuation) × 100.
+as the paper), else the whole output. Metric: HF evaluate's exact_match(ignore_case, ignore_punctuation) × 100
+(metrics.py, shared with BBH); NaN over no records, which the table shows as "no score".
 """
 from __future__ import annotations
 
@@ -20,14 +21,13 @@ import json
 import os
 import random
 import re
-import string
 
+from camel_jax.evaluate import metrics
 from camel_jax.evaluate.task import BuildContext, Decoding, Item, Setting
 
 SAMPLE_SEED = 42
 NUM_EXAMPLES = 200
 DECODING = Decoding(max_new_tokens=512, stop=("\n",))
-_PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def read_test(data_dir: str) -> list[tuple[int, str, str]]:
@@ -83,23 +83,13 @@ def extract(text: str, item: Item | None = None) -> str:
     return numbers[-1] if numbers else text
 
 
-def normalize(text: str) -> str:
-    """HF evaluate's exact_match with ignore_case and ignore_punctuation: lower-cased, string.punctuation removed
-    (nothing else: whitespace counts)."""
-    return text.lower().translate(_PUNCT)
-
-
-def exact_match(predictions: list[str], references: list[str]) -> float:
-    """Percent of predictions equal to their reference after `normalize`."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    hits = [normalize(p) == normalize(r) for p, r in zip(predictions, references)]
-    return 100.0 * sum(hits) / len(hits) if hits else float("nan")
-
-
 def score(records: list[dict], **_options) -> dict:
-    return {"exact_match": exact_match([r["answer"] for r in records], [r["gold"] for r in records]),
-            "num_questions": len(records)}
+    em = metrics.exact_match([r["answer"] for r in records], [r["gold"] for r in records])
+    return {"exact_match": em if records else float("nan"), "num_questions": len(records)}
+
+
+def correct(answer: str, item: Item) -> bool:
+    return metrics.exact_match_flags([answer], [item.gold])[0]
 
 
 def _setting(cot: bool) -> Setting:
@@ -107,7 +97,7 @@ def _setting(cot: bool) -> Setting:
     return Setting(name=f"gsm_{kind}", group="gsm", column="GSM CoT" if cot else "GSM Direct",
                    metric="exact_match", kind="generate", chat=True, items=functools.partial(items, cot=cot),
                    score=score, decoding=DECODING, extract=extract,
-                   correct=lambda answer, item: normalize(answer) == normalize(item.gold), sample_seed=SAMPLE_SEED)
+                   correct=correct, sample_seed=SAMPLE_SEED)
 
 
 SETTINGS = (_setting(False), _setting(True))

@@ -8,6 +8,11 @@ Layout of --out DIR:
   <task>/run.json             the task's record: protocol, checkpoint, git commit, seeds, counts, ids, sessions
   table.md, table.json        the paper's table over every task folder present
 
+Correctness: each record carries `correct`. A setting with a `correct` function writes it with the prediction; one
+whose correctness only exists after scoring (BBH, TydiQA, Codex in the sandbox, AlpacaFarm's judge) has its
+score's `per_item` written back into the predictions file after every scoring (`annotate`, an atomic rewrite), so
+the predictions carry it too, not only metrics.json.
+
 A kill loses at most the line being written: a last line without its newline is cut off and redone on rerun. A
 record whose prompt differs from the item's (other data or tokenizer) is refused rather than mixed in.
 """
@@ -103,6 +108,50 @@ def read_predictions(path: str, items_by_id: dict) -> dict[str, dict]:
             f.flush()
             os.fsync(f.fileno())
     return done
+
+
+def correctness(value) -> dict:
+    """A score's per_item value -> the record fields it sets: a bool or number is `correct` as it is; Codex's
+    {samples, passed, results} -> `correct` per sample (passed or not) and `results`; the judge's {preference,
+    swapped, cached} -> `correct` as the win-rate credit (win 1, tie 0.5, loss 0, unjudged None) and `judgment`;
+    SQuAD's {exact_match, f1} -> `correct` = F1 (TydiQA's metric) and `exact_match`."""
+    if not isinstance(value, dict):
+        return {"correct": value}
+    if "results" in value:
+        return {"correct": [r == "passed" for r in value["results"]], "results": value["results"]}
+    if "preference" in value:
+        return {"correct": {2: 1.0, 0: 0.5, 1: 0.0}.get(value["preference"]), "judgment": value}
+    if "f1" in value:
+        return {"correct": value["f1"], "exact_match": value.get("exact_match")}
+    return {"correct": None, "scores": value}
+
+
+_SCORED = ("correct", "results", "judgment", "exact_match", "scores")
+
+
+def annotate(path: str, per_item: dict, ids) -> None:
+    """Rewrite the predictions file with `correctness(per_item.get(id))` for the records of `ids` (the ones just
+    scored; a record scored without a value, e.g. not judged, gets `correct` None), others as they were, in the
+    file's order; atomically, and only when something changes."""
+    ids = set(ids)
+    with open(path, "rb") as f:
+        lines = [raw for raw in f if raw.endswith(b"\n")]
+    out, changed = [], False
+    for raw in lines:
+        rec = json.loads(raw)
+        if rec["id"] not in ids:
+            out.append(raw.decode("utf-8"))
+            continue
+        new = {**{k: v for k, v in rec.items() if k not in _SCORED}, **correctness(per_item.get(rec["id"]))}
+        changed |= new != rec
+        out.append(json.dumps(new, ensure_ascii=False) + "\n")
+    if changed:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(out)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def load_records(path: str) -> dict[str, dict]:

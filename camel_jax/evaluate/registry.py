@@ -12,8 +12,7 @@ from camel_jax.cli import UsageError
 from camel_jax.evaluate import table
 from camel_jax.evaluate.task import Setting
 
-# The six benchmark modules are mmlu, gsm, bbh, tydiqa, humaneval, alpaca_farm; the last four join at merge.
-BENCHMARK_MODULES = ("mmlu", "gsm")
+BENCHMARK_MODULES = ("mmlu", "gsm", "bbh", "tydiqa", "humaneval", "alpaca_farm")
 GROUPS = table.GROUPS
 
 

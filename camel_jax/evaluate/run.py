@@ -5,11 +5,15 @@ subset, skip what DIR already holds, run the rest — choice settings through `i
 next-token log-probs (one forward per prompt, the candidates read off its last position), generate settings through
 the continuous-batching `infer.engine.Engine` — and append each prediction as it is made (records.py). Metrics are
 always computed from the records read back from disk, by the same function `rescore` calls, so a rescore
-reproduces a run exactly and a resumed run equals an uninterrupted one.
+reproduces a run exactly and a resumed run equals an uninterrupted one. Scoring Codex runs the samples in the
+sandbox and AlpacaFarm asks the judge (score_options.py); a setting whose correctness only its score knows has it
+written back into the predictions (records.annotate).
 
-Protocols (task.PROTOCOLS): `paper` feeds prompts without BOS and gives the engine no stop strings (decoding runs to
-EOS or max_new_tokens and the text is cut at the first stop afterwards, as the June-2023 code did: the same text,
-more tokens); `fixed` prepends BOS and stops decoding at the stop strings. Prompt text is the module's, tokenized as
+Protocols (task.PROTOCOLS): `paper` feeds prompts without BOS (except AlpacaFarm's, `Setting.paper_bos`, whose
+script tokenized with it), reads a literal "<s>" in a prompt as the BOS id with a SentencePiece tokenizer (TydiQA's
+truncated passages, task.encode_prompt) and gives the engine no stop strings (decoding runs to EOS or
+max_new_tokens and the text is cut at the first stop afterwards, as the June-2023 code did: the same text, more
+tokens); `fixed` prepends BOS and stops decoding at the stop strings. Prompt text is the module's, tokenized as
 one string (what open-instruct's `tokenizer(prompt)` did), so prompts are byte-exact in both.
 
 --max_examples N: N items per task, the same ones every run and nested (the first N of a fixed order, so a rerun
@@ -35,8 +39,8 @@ from typing import Sequence
 
 from camel_jax.cli import UsageError
 from camel_jax.evaluate import records as R
-from camel_jax.evaluate import registry, table
-from camel_jax.evaluate.task import BuildContext, Item, Setting, encode_prompt, tulu_wrap
+from camel_jax.evaluate import registry, score_options, table
+from camel_jax.evaluate.task import BuildContext, Item, Setting, add_bos, encode_prompt, tulu_wrap
 
 DATA_ENV = "CAMEL_JAX_EVAL_DATA"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,8 +110,9 @@ def _bar(name: str, total: int, initial: int, quiet: bool):
 class _Task:
     """One setting's state in this run: its items, the selection, what DIR already had, and this session."""
 
-    def __init__(self, setting: Setting, ctx: BuildContext, args, out_dir: str):
+    def __init__(self, setting: Setting, ctx: BuildContext, args, out_dir: str, bos: bool):
         self.setting, self.ctx = setting, ctx
+        self.add_bos, self.bos_text = bos and add_bos(setting, args.protocol), args.protocol == "paper"
         self.items = list(setting.items(ctx))
         self.by_id = {it.id: it for it in self.items}
         if len(self.by_id) != len(self.items):
@@ -120,8 +125,8 @@ class _Task:
         self.session = {"new_items": 0, "prompt_tokens": 0, "output_tokens": 0, "wall_time_s": 0.0}
 
 
-def _ids(task: _Task, tokenizer, add_bos: bool) -> list[list[int]]:
-    return [encode_prompt(tokenizer, it.prompt, add_bos) for it in task.todo]
+def _ids(task: _Task, tokenizer) -> list[list[int]]:
+    return [encode_prompt(tokenizer, it.prompt, task.add_bos, task.bos_text) for it in task.todo]
 
 
 def _base_record(item: Item, ids: list[int]) -> dict:
@@ -129,13 +134,13 @@ def _base_record(item: Item, ids: list[int]) -> dict:
             "prompt_tokens": len(ids)}
 
 
-def run_choice(task: _Task, scorer, tokenizer, add_bos: bool, quiet: bool) -> None:
+def run_choice(task: _Task, scorer, tokenizer, quiet: bool) -> None:
     """Next-token log-probs of the choices (`encode(choice)[0]`, open-instruct's ids) after each prompt."""
     import numpy as np
 
     s = task.setting
     choice_ids = [tokenizer.encode(c)[0] for c in s.choices]
-    prompts = _ids(task, tokenizer, add_bos)
+    prompts = _ids(task, tokenizer)
     step = 4 * scorer.batch_size
     bar = _bar(s.name, len(task.selected), len(task.selected) - len(task.todo), quiet)
     with R.Appender(task.path) as out:
@@ -173,8 +178,8 @@ def _requests(task: _Task, prompts, max_len: int, protocol: str, cap: int | None
     return out, flags
 
 
-def prepare_generate(task: _Task, tokenizer, args, add_bos: bool, max_len: int) -> None:
-    task.prompts = _ids(task, tokenizer, add_bos)
+def prepare_generate(task: _Task, tokenizer, args, max_len: int) -> None:
+    task.prompts = _ids(task, tokenizer)
     task.requests, task.flags = _requests(task, task.prompts, max_len, args.protocol, args.max_new_tokens)
 
 
@@ -214,12 +219,15 @@ def run_generate(task: _Task, engine, quiet: bool) -> None:
 
 
 def score_task(out_dir: str, setting: Setting, ids: Sequence[str], options: dict | None = None) -> dict:
-    """The setting's metrics over the saved records of `ids` (in that order), written to <task>/metrics.json."""
+    """The setting's metrics over the saved records of `ids` (in that order), written to <task>/metrics.json; a
+    setting without `correct` gets its score's per_item written into the records."""
     path = os.path.join(out_dir, setting.name, R.PREDICTIONS)
     saved = R.load_records(path) if os.path.exists(path) else {}
     recs = [saved[i] for i in ids if i in saved]
     metrics = setting.score(recs, **(options or {}))
     metrics = {**metrics, "complete": len(recs) == len(ids), "records": len(recs), "selected": len(ids)}
+    if setting.correct is None and recs:
+        R.annotate(path, metrics.get("per_item") or {}, [r["id"] for r in recs])
     R.write_json(os.path.join(out_dir, setting.name, R.METRICS), metrics)
     return metrics
 
@@ -251,6 +259,7 @@ def evaluate(args) -> int:
     for flag in ("max_examples", "slots", "max_new_tokens"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UsageError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    score_options.check(args)
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else default_data_dir()
     if not os.path.isdir(data_dir):
         raise UsageError(f"--data_dir {data_dir}: no such folder (scripts/download_eval_data.sh DIR writes one)")
@@ -267,13 +276,12 @@ def evaluate(args) -> int:
     R.check_identity(args.out, identity)
     tokenizer = load_tokenizer(tok_dir)
     bos = tokenizer.bos_id is not None and tokenizer.bos_id >= 0
-    add_bos = args.protocol == "fixed" and bos
     tasks = []
     for s in settings:
         chat = s.chat and args.chat_format != "none"
         ctx = BuildContext(data_dir, args.protocol, tokenizer, make_render(args.chat_format, tokenizer, chat), chat,
                            cfg.max_seq_len)
-        tasks.append(_Task(s, ctx, args, args.out))
+        tasks.append(_Task(s, ctx, args, args.out, bos))
     started = time.time()
     if any(t.todo for t in tasks):
         params, _ = params_io.load_params(args.checkpoint)
@@ -283,14 +291,14 @@ def evaluate(args) -> int:
 
             scorer = Scorer(params, cfg, batch_size=args.slots, mesh=mesh)
             for t in choice:
-                run_choice(t, scorer, tokenizer, add_bos, args.no_progress)
+                run_choice(t, scorer, tokenizer, args.no_progress)
             del scorer
         gen = [t for t in tasks if t.todo and t.setting.kind == "generate"]
         if gen:
             from camel_jax.infer.engine import Engine
 
             for t in gen:
-                prepare_generate(t, tokenizer, args, add_bos, cfg.max_seq_len)
+                prepare_generate(t, tokenizer, args, cfg.max_seq_len)
             longest = max(len(r.prompt) + r.max_new_tokens for t in gen for r in t.requests)
             engine = Engine(params, cfg, slots=args.slots, max_len=min(cfg.max_seq_len, -(-longest // 128) * 128),
                             mesh=mesh, tokenizer=tokenizer)
@@ -299,13 +307,19 @@ def evaluate(args) -> int:
     for t in tasks:
         rec = _task_record(t, identity, args, started)
         R.write_json(os.path.join(t.dir, R.RUN_FILE), rec)
-        metrics = score_task(args.out, t.setting, rec["ids"])
-        print(f"{t.setting.name}: {t.setting.metric} {metrics.get(t.setting.metric)} over {metrics['records']} "
+        metrics = score_task(args.out, t.setting, rec["ids"], score_options.for_setting(t.setting, args, args.out,
+                                                                                        data_dir))
+        print(f"{t.setting.name}: {_shown(t.setting, metrics)} over {metrics['records']} "
               f"items ({len(t.done)} resumed, {t.session['new_items']} new, {t.session['wall_time_s']:.1f}s)",
               file=sys.stderr)
     name = _name(args.checkpoint)
     print(table.markdown(table.write(args.out, registry.SETTINGS.values(), name), name), end="")
     return 0
+
+
+def _shown(setting: Setting, metrics: dict) -> str:
+    value = metrics.get(setting.metric)
+    return f"{setting.metric} {value}" if value is not None else f"{setting.metric} {metrics.get('status', None)}"
 
 
 def _name(checkpoint: str) -> str:
@@ -316,6 +330,7 @@ def rescore(args) -> int:
     """Every metric of --out recomputed from its saved predictions (no model); then the table."""
     identity = R.read_json(os.path.join(args.out, R.RUN_FILE)) if os.path.isfile(
         os.path.join(args.out, R.RUN_FILE)) else None
+    score_options.check(args)
     names = R.task_dirs(args.out)
     if not names:
         raise UsageError(f"--out {args.out}: no task predictions to rescore")
@@ -327,8 +342,10 @@ def rescore(args) -> int:
         run_path = os.path.join(args.out, name, R.RUN_FILE)
         if not os.path.isfile(run_path):
             raise UsageError(f"{run_path}: missing; cannot tell which items were selected")
-        metrics = score_task(args.out, setting, R.read_json(run_path)["ids"])
-        print(f"{name}: {setting.metric} {metrics.get(setting.metric)} over {metrics['records']} items",
+        task_rec = R.read_json(run_path)
+        metrics = score_task(args.out, setting, task_rec["ids"],
+                             score_options.for_setting(setting, args, args.out, task_rec["data_dir"]))
+        print(f"{name}: {_shown(setting, metrics)} over {metrics['records']} items",
               file=sys.stderr)
     name = _name(identity["checkpoint"]) if identity else ""
     print(table.markdown(table.write(args.out, registry.SETTINGS.values(), name), name), end="")

@@ -84,11 +84,11 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
     import tensorflow as tf
 
     from camel_jax.evaluate import registry, run
-    from camel_jax.evaluate.task import Item, encode_prompt
+    from camel_jax.evaluate.task import Item, add_bos, encode_prompt
 
     data_dir = data_dir or run.default_data_dir()
     tok = _tokenizer(tokenizer_path)
-    add_bos = protocol == "fixed" and tok.bos_id is not None and tok.bos_id >= 0
+    has_bos = tok.bos_id is not None and tok.bos_id >= 0
     vocab = seqio.PassThroughVocabulary(size=tok.vocab_size)
     features = {k: seqio.Feature(vocabulary=vocab, add_eos=False, dtype=tf.int32) for k in ("inputs", "targets")}
     out = []
@@ -105,9 +105,9 @@ def register_tasks(tokenizer_path: str, data_dir: str | None = None, protocol: s
                 "id": [it.id for it in rows], "prompt": [it.prompt for it in rows],
                 "gold": [json.dumps(it.gold) for it in rows], "meta": [json.dumps(dict(it.meta)) for it in rows]})
 
-        def tokenize(ds):
-            def encode(text):
-                return np.asarray(encode_prompt(tok, text.decode("utf-8"), add_bos), np.int32)
+        def tokenize(ds, bos=has_bos and add_bos(s, protocol)):
+            def encode(text):  # the driver's ids: BOS per protocol and setting, paper's "<s>" as BOS
+                return np.asarray(encode_prompt(tok, text.decode("utf-8"), bos, protocol == "paper"), np.int32)
 
             def one(ex):
                 ids = tf.numpy_function(encode, [ex["prompt"]], tf.int32, stateful=False)

@@ -68,7 +68,9 @@ class Setting:
     (rescore without a model); options carry run settings such as the code sandbox or the judge.
     correct(answer, item) -> the record's `correct` (bool or a float), written with each prediction; None when
     correctness only exists for the whole set (a judge, a sandbox run). sample_seed: the seed of the setting's own
-    subsampling (GSM's 42), recorded in the run record."""
+    subsampling (GSM's 42), recorded in the run record. paper_bos: protocol `paper` feeds this setting's prompts
+    WITH BOS (the June-2023 AlpacaFarm script tokenized with the default AutoTokenizer, unlike the other paper
+    tasks, open_instruct.md §4.0/§4.6); protocol `fixed` always does."""
     name: str
     group: str
     column: str
@@ -83,6 +85,7 @@ class Setting:
     subset_key: Callable[[Item], str] | None = None
     correct: Callable[[Any, Item], Any] | None = None
     sample_seed: int | None = None
+    paper_bos: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -93,11 +96,27 @@ class Setting:
             raise ValueError(f"setting {self.name}: a choice setting needs choices")
 
 
-def encode_prompt(tokenizer, prompt: str, add_bos: bool) -> list[int]:
+def add_bos(setting: Setting, protocol: str) -> bool:
+    """Whether the setting's prompts start with BOS under `protocol` (fixed: always; paper: as the paper's script)."""
+    return protocol == "fixed" or setting.paper_bos
+
+
+def encode_prompt(tokenizer, prompt: str, add_bos: bool, bos_text: bool = False) -> list[int]:
     """The ids the model is fed: the prompt tokenized as one string, BOS first when asked and not already there (a
-    chat template such as SmolLM2's begins with the BOS token's own text)."""
-    ids = tokenizer.encode(prompt)
+    chat template such as SmolLM2's begins with the BOS token's own text).
+
+    bos_text (protocol paper): with a SentencePiece tokenizer, the BOS piece's text ("<s>") inside the prompt is
+    the BOS id, as the June-2023 slow LlamaTokenizer read it (it split special-token text out before
+    SentencePiece, each remaining chunk encoded on its own); TydiQA's truncated passages carry that text. A Hugging
+    Face tokenizer already does so itself."""
     bos = tokenizer.bos_id
+    sp = getattr(tokenizer, "_sp", None) is not None
+    if bos_text and sp and bos is not None and bos >= 0 and tokenizer.id_to_piece(bos) in prompt:
+        ids = []
+        for n, chunk in enumerate(prompt.split(tokenizer.id_to_piece(bos))):
+            ids += ([bos] if n else []) + (tokenizer.encode(chunk) if chunk else [])
+    else:
+        ids = tokenizer.encode(prompt)
     if add_bos and bos is not None and bos >= 0 and (not ids or ids[0] != bos):
         ids = [bos] + ids
     return ids

@@ -1,0 +1,172 @@
+"""The evaluation suite's wall time: `python -m camel_jax.evaluate` against the open-instruct way, one run each.
+
+Both sides evaluate SmolLM2-135M-Instruct (../shared/data/smollm2, the GGUF dequantized to fp32, the very same
+weights) on CPU over the same tasks and items (`--max_examples` per task) and the same prompts: the prompt strings
+camel_jax wrote in its predictions, under `--protocol paper` (the June-2023 behaviour the peer reproduces). The peer
+is open-instruct's June-2023 loop (open_instruct.md §4.0) on transformers: prompts tokenized without BOS
+(AlpacaFarm with it), left padding, the paper jobs' batch sizes (MMLU 4, GSM 20, BBH 10, TydiQA 20, Codex 32,
+AlpacaFarm 8); MMLU one forward per batch, the choices' next-token log-probs; the rest `model.generate`, greedy or
+Codex's sampling (n passes over the prompts), decoding to EOS or max_new_tokens (the June stopping criteria never
+fired) and truncating at the stop strings afterwards. `--max_new_tokens` caps both sides alike.
+
+Timed: camel_jax's whole command (model load, compilation, decoding, scoring incl. the Codex sandbox) and, as
+`model work`, the sum of its tasks' decode/score wall times; the peer's model work only (no code execution, no
+load). With `--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent
+compilation cache, i.e. what an evaluation costs once its programs are compiled. Greedy outputs are compared.
+
+    python scripts/bench_evaluate.py [--max_examples 2] [--max_new_tokens 32] [--tasks all] [--warm]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from camel_jax.evaluate import records as R  # noqa: E402
+from camel_jax.evaluate import registry  # noqa: E402
+from camel_jax.evaluate.run import truncate  # noqa: E402
+
+BATCH = {"mmlu": 4, "gsm": 20, "bbh": 10, "tydiqa": 20, "codex": 32, "alpaca_farm": 8}  # the paper jobs' (§4.0)
+
+
+def convert(work: pathlib.Path, shared: pathlib.Path) -> tuple[str, str]:
+    """(camel_jax checkpoint, HF folder) of SmolLM2-135M-Instruct, converted once into `work`."""
+    ckpt, hf_dir = work / "ckpt", work / "hf"
+    if not (ckpt / "tokenizer").is_dir():
+        from camel_jax.convert.gguf import import_gguf
+
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.rmtree(hf_dir, ignore_errors=True)
+        import_gguf(str(shared / "data" / "smollm2"), "SmolLM2-135M-Instruct.Q4_1.gguf", str(ckpt),
+                    hf_dir=str(hf_dir))
+    return str(ckpt), str(hf_dir)
+
+
+def camel_run(ckpt: str, out: str, args) -> float:
+    from camel_jax.evaluate.__main__ import main
+
+    argv = ["--checkpoint", ckpt, "--out", out, "--tasks", args.tasks, "--max_examples", str(args.max_examples),
+            "--max_new_tokens", str(args.max_new_tokens), "--protocol", "paper", "--chat_format", args.chat_format,
+            "--slots", str(args.slots), "--no_progress"]
+    if args.data_dir:
+        argv += ["--data_dir", args.data_dir]
+    t0 = time.perf_counter()
+    if main(argv) != 0:
+        raise SystemExit("camel_jax.evaluate failed")
+    return time.perf_counter() - t0
+
+
+def _records(out: str, name: str) -> list[dict]:
+    with open(os.path.join(out, name, R.PREDICTIONS)) as f:
+        recs = {r["id"]: r for r in map(json.loads, f)}
+    return [recs[i] for i in R.read_json(os.path.join(out, name, R.RUN_FILE))["ids"]]
+
+
+def _batches(xs, n):
+    return [xs[i:i + n] for i in range(0, len(xs), n)]
+
+
+def peer(hf_dir: str, out: str, names: list[str], cap: int) -> tuple[float, dict]:
+    """open-instruct's June-2023 loop on transformers over camel_jax's saved prompts: (model-work seconds,
+    {task: [texts per record]})."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(os.cpu_count())
+    tok = AutoTokenizer.from_pretrained(hf_dir, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    texts, total = {}, 0.0
+    for name in names:
+        s = registry.SETTINGS[name]
+        recs = _records(out, name)
+        prompts = [r["prompt"] for r in recs]
+        bos = s.paper_bos  # protocol paper: no BOS but AlpacaFarm's
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if s.kind == "choice":
+                ids = recs[0]["choice_ids"]
+                got = []
+                for b in _batches(prompts, BATCH[s.group]):
+                    enc = tok(b, return_tensors="pt", padding=True, add_special_tokens=bos)
+                    logits = model(**enc).logits[:, -1]
+                    got += [s.choices[int(i)] for i in torch.log_softmax(logits, -1)[:, ids].argmax(-1)]
+                texts[name] = got
+            else:
+                d = s.decoding
+                reps = [p for _ in range(d.n) for p in prompts]  # Codex: n passes over the prompt list
+                outs = []
+                for b in _batches(reps, BATCH[s.group]):
+                    enc = tok(b, return_tensors="pt", padding=True, add_special_tokens=bos)
+                    kw = dict(do_sample=True, temperature=d.temperature, top_p=d.top_p) if d.temperature else \
+                        dict(do_sample=False)
+                    gen = model.generate(**enc, max_new_tokens=min(d.max_new_tokens, cap),
+                                         pad_token_id=tok.pad_token_id, **kw)
+                    outs += [truncate(t, d.stop) for t in
+                             tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+                texts[name] = [outs[i::len(prompts)] if d.n > 1 else outs[i] for i in range(len(prompts))]
+        dt = time.perf_counter() - t0
+        total += dt
+        ours = R.read_json(os.path.join(out, name, R.RUN_FILE))["sessions"][-1]["wall_time_s"]
+        print(f"  {name}: {len(prompts)} items, open-instruct way {dt:.1f} s, camel_jax (cold) {ours:.1f} s, "
+              f"ratio {dt / ours:.2f}x", file=sys.stderr, flush=True)
+    return total, texts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", default="all")
+    ap.add_argument("--max_examples", type=int, default=2)
+    ap.add_argument("--max_new_tokens", type=int, default=32, help="the generation cap, both sides")
+    ap.add_argument("--slots", type=int, default=8, help="camel_jax engine slots")
+    ap.add_argument("--chat_format", default="tulu", choices=("tulu", "hf", "none"))
+    ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--work", default="/tmp/bench_evaluate", help="conversion cache and evaluation folders")
+    ap.add_argument("--warm", action="store_true", help="also a second camel_jax run on compiled programs")
+    args = ap.parse_args()
+    shared = pathlib.Path(os.environ.get("CAMEL_JAX_SHARED", REPO.parent / "shared"))
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt, hf_dir = convert(work, shared)
+    names = [s.name for s in registry.resolve(args.tasks)]
+    if args.warm:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(work / "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    runs = []
+    for n in range(2 if args.warm else 1):
+        out = str(work / f"camel_{n}")
+        shutil.rmtree(out, ignore_errors=True)
+        wall = camel_run(ckpt, out, args)
+        work_s = sum(R.read_json(os.path.join(out, t, R.RUN_FILE))["sessions"][-1]["wall_time_s"] for t in names)
+        runs.append((out, wall, work_s))
+    t_peer, theirs = peer(hf_dir, runs[0][0], names, args.max_new_tokens)
+    same = total = 0
+    for name in names:
+        s = registry.SETTINGS[name]
+        if s.kind == "choice" or s.decoding.temperature == 0:
+            for r, t in zip(_records(runs[0][0], name), theirs[name]):
+                total += 1
+                same += (r["answer"] if s.kind == "choice" else r["output"]) == t
+    print(f"SmolLM2-135M-Instruct, fp32 CPU ({os.cpu_count()} cores), tasks {args.tasks} ({len(names)} settings), "
+          f"--max_examples {args.max_examples}, --max_new_tokens {args.max_new_tokens}, protocol paper")
+    print(f"  open-instruct way (transformers, paper batch sizes), model work: {t_peer:.1f} s")
+    for n, (_, wall, work_s) in enumerate(runs):
+        label = "camel_jax, compiled programs cached" if n else "camel_jax, cold (compiles included)"
+        print(f"  {label}: whole command {wall:.1f} s (ratio {t_peer / wall:.2f}x), model work {work_s:.1f} s "
+              f"(ratio {t_peer / work_s:.2f}x)")
+    print(f"  identical greedy answers/outputs: {same}/{total}")
+
+
+if __name__ == "__main__":
+    main()
