@@ -177,10 +177,7 @@ def _generate_cli(args) -> int:
     from camel_jax.infer.engine import Engine, Request
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok_dir = params_io.tokenizer_dir(args.checkpoint)
-    if tok_dir is None:
-        raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
-                                f"checkpoint carries no tokenizer")
+    tok_dir = params_io.require_tokenizer_dir(args.checkpoint)
     params, cfg = params_io.load_params(args.checkpoint)
     cfg = cfg.replace(dtype=args.dtype)
     tokenizer = load_tokenizer(tok_dir)

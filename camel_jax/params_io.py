@@ -97,6 +97,15 @@ def tokenizer_dir(ckpt_dir: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
+def require_tokenizer_dir(ckpt_dir: str) -> str:
+    """tokenizer_dir for the commands that decode text (generate, serve, chat): its absence is the user's error."""
+    path = tokenizer_dir(ckpt_dir)
+    if path is None:
+        raise FileNotFoundError(f"{checkpoint_root(ckpt_dir)}/{TOKENIZER_DIR}: missing; the checkpoint carries no "
+                                f"tokenizer")
+    return path
+
+
 def read_json(path: str, error: type[Exception] = ValueError) -> Any:
     """A JSON file's content; malformed JSON raises `error` naming the file."""
     try:

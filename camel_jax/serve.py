@@ -17,10 +17,7 @@ def build_app(args):
     from camel_jax.infer.server import create_app
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok_dir = params_io.tokenizer_dir(args.checkpoint)
-    if tok_dir is None:
-        raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the checkpoint "
-                                f"carries no tokenizer")
+    tok_dir = params_io.require_tokenizer_dir(args.checkpoint)
     params, cfg = params_io.load_params(args.checkpoint)
     cfg = cfg.replace(dtype=args.dtype)
     max_len = min(cfg.max_seq_len, args.max_len or cfg.max_seq_len)

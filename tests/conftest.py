@@ -29,3 +29,19 @@ def smollm2(shared_data, tmp_path_factory):
     from smollm2_util import convert
 
     return convert(shared_data, tmp_path_factory.mktemp("smollm2"))
+
+
+@pytest.fixture(scope="session")
+def eval_ckpt(shared_data, tmp_path_factory) -> str:
+    """The tiny random checkpoint with the LLaMA tokenizer the evaluate end-to-end tests run (tests/eval_util.py)."""
+    from eval_util import tiny_checkpoint
+
+    return tiny_checkpoint(shared_data, tmp_path_factory.mktemp("eval_ckpt"))
+
+
+@pytest.fixture(scope="session")
+def eval_data(shared_data, tmp_path_factory) -> str:
+    """A small eval data folder in ../shared/data's layout (a few MMLU subjects, the other benchmarks whole)."""
+    from eval_util import mini_data_dir
+
+    return mini_data_dir(shared_data, tmp_path_factory.mktemp("eval_data"))

@@ -18,24 +18,10 @@ PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns
 
 
 @pytest.fixture(scope="module")
-def ckpt(shared_data, tmp_path_factory):
-    from eval_util import tiny_checkpoint
-
-    return tiny_checkpoint(shared_data, tmp_path_factory.mktemp("eval_ckpt"))
-
-
-@pytest.fixture(scope="module")
-def data(shared_data, tmp_path_factory):
-    from eval_util import mini_data_dir
-
-    return mini_data_dir(shared_data, tmp_path_factory.mktemp("eval_data"))
-
-
-@pytest.fixture(scope="module")
-def first(ckpt, data, tmp_path_factory):
+def first(eval_ckpt, eval_data, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("eval_out") / "a")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--slots", "4", "--tasks", "mmlu,gsm"]
-                + ARGS) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "4",
+                 "--tasks", "mmlu,gsm"] + ARGS) == 0
     return out
 
 
@@ -49,15 +35,15 @@ def _json(out, *parts):
         return json.load(f)
 
 
-def test_files_records_and_table(first, ckpt, data):
+def test_files_records_and_table(first, eval_ckpt, eval_data):
     import jax
 
     from camel_jax import params_io
     from camel_jax.model.llama import Llama
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
-    params, cfg = params_io.load_params(ckpt)
+    tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
+    params, cfg = params_io.load_params(eval_ckpt)
     for task in TASKS:
         preds, metrics, rec = _preds(first, task), _json(first, task, "metrics.json"), _json(first, task, "run.json")
         assert list(preds) == rec["ids"] and len(preds) == 2 and metrics["complete"]
@@ -107,14 +93,14 @@ def _same(a, b, tasks=PAIR):
         assert _json(a, task, "metrics.json") == _json(b, task, "metrics.json")
 
 
-def test_one_slot_equals_four(first, ckpt, data, tmp_path):
+def test_one_slot_equals_four(first, eval_ckpt, eval_data, tmp_path):
     out = str(tmp_path / "b")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--slots", "1", "--tasks", ",".join(PAIR)]
-                + ARGS) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "1",
+                 "--tasks", ",".join(PAIR)] + ARGS) == 0
     _same(first, out)
 
 
-def test_torn_predictions_continue_to_the_uninterrupted_result(first, ckpt, data, tmp_path):
+def test_torn_predictions_continue_to_the_uninterrupted_result(first, eval_ckpt, eval_data, tmp_path):
     out = str(tmp_path / "c")
     shutil.copytree(first, out)
     for task in PAIR:  # as a kill leaves them: the first record, half of the second, no metrics yet
@@ -123,22 +109,23 @@ def test_torn_predictions_continue_to_the_uninterrupted_result(first, ckpt, data
         with open(path, "w") as f:
             f.write(lines[0] + lines[1][:len(lines[1]) // 2])
         os.remove(os.path.join(out, task, "metrics.json"))
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--slots", "4", "--tasks", "mmlu,gsm"]
-                + ARGS) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "4",
+                 "--tasks", "mmlu,gsm"] + ARGS) == 0
     _same(first, out, TASKS)
     sessions = _json(out, "gsm_cot", "run.json")["sessions"]
     assert [s["resumed_with"] for s in sessions] == [0, 1] and sessions[1]["new_items"] == 1
 
 
-def test_rerun_with_other_identity_is_refused(first, ckpt, data, capsys):
+def test_rerun_with_other_identity_is_refused(first, eval_ckpt, eval_data, capsys):
     for flag, value in (("--protocol", "paper"), ("--chat_format", "none"), ("--max_new_tokens", "9")):
-        argv = ["--checkpoint", ckpt, "--data_dir", data, "--out", first, "--tasks", "gsm"] + ARGS + [flag, value]
+        argv = ["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", first, "--tasks", "gsm"] + ARGS \
+            + [flag, value]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"error: {flag} " in err and "choose another --out" in err
 
 
-def test_protocols_bos_and_stops(first, ckpt, data, tmp_path, monkeypatch):
+def test_protocols_bos_and_stops(first, eval_ckpt, eval_data, tmp_path, monkeypatch):
     """fixed: BOS, and the engine stops at a stop string; paper: no BOS, decoding runs on and the text is cut after.
     The stop is a piece of the fixed run's own greedy text (the random model never writes GSM's newline)."""
     import dataclasses
@@ -154,14 +141,15 @@ def test_protocols_bos_and_stops(first, ckpt, data, tmp_path, monkeypatch):
                         dataclasses.replace(s, decoding=dataclasses.replace(s.decoding, stop=(stop,))))
     one = ["--max_examples", "1", "--max_new_tokens", "8", "--no_progress"]
     fixed = str(tmp_path / "f")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", fixed, "--tasks", "gsm_direct"] + one) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", fixed, "--tasks", "gsm_direct"]
+                + one) == 0
     (f,) = _preds(fixed, "gsm_direct").values()
     assert f["id"] == r0["id"] and f["finish_reason"] == "stop" and f["output_tokens"] < 8
     assert f["output"] == f["generation"] == gen[:gen.find(stop)]
     paper = str(tmp_path / "p")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", paper, "--protocol", "paper", "--tasks",
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", paper, "--protocol", "paper", "--tasks",
                  "mmlu_0shot,gsm_direct"] + one) == 0
-    tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
+    tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     for task in ("mmlu_0shot", "gsm_direct"):
         (r,) = _preds(paper, task).values()
         assert r["prompt_tokens"] == len(tok.encode(r["prompt"])) and tok.encode(r["prompt"])[0] != tok.bos_id
@@ -171,17 +159,17 @@ def test_protocols_bos_and_stops(first, ckpt, data, tmp_path, monkeypatch):
     assert p["finish_reason"] == "eos" or p["output_tokens"] == 8
 
 
-def test_list_and_usage_errors(ckpt, data, tmp_path, capsys):
+def test_list_and_usage_errors(eval_ckpt, eval_data, tmp_path, capsys):
     assert main(["--list"]) == 0
     assert "gsm_cot" in capsys.readouterr().out
-    base = ["--checkpoint", ckpt, "--data_dir", data, "--out", str(tmp_path / "e")]
+    base = ["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", str(tmp_path / "e")]
     for argv, match in (
             (base + ["--tasks", "gsm,nope"], "unknown task 'nope'"),
             (base + ["--max_examples", "0"], "--max_examples must be >= 1"),
             (base + ["--protocol", "june"], "--protocol"),
             (base + ["--data_dir", str(tmp_path / "none")], "--data_dir"),
             (["--out", str(tmp_path / "e")], "--checkpoint"),
-            (["--checkpoint", str(tmp_path), "--out", str(tmp_path / "e"), "--data_dir", data], str(tmp_path)),
+            (["--checkpoint", str(tmp_path), "--out", str(tmp_path / "e"), "--data_dir", eval_data], str(tmp_path)),
             (base + ["--frobnicate"], "unrecognized flag --frobnicate"),
             (["rescore", "--out", str(tmp_path)], "not an evaluation folder")):
         code = _exit_code(argv)
@@ -197,16 +185,16 @@ def _exit_code(argv):
         return e.code
 
 
-def test_seqio_evaluator_on_the_engine_reports_the_driver_metrics(first, ckpt, data):
+def test_seqio_evaluator_on_the_engine_reports_the_driver_metrics(first, eval_ckpt, eval_data):
     """The SeqIO tasks run through seqio.Evaluator, the engine as predict_fn and the scorer as score_fn."""
     pytest.importorskip("seqio")
     from camel_jax import params_io
     from camel_jax.evaluate import registry, seqio_tasks
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok_dir = os.path.join(ckpt, "tokenizer")
-    seqio_tasks.register_tasks(tok_dir, data, "fixed", "tulu", names=["mmlu_0shot", "gsm_cot"])
-    params, cfg = params_io.load_params(ckpt)
+    tok_dir = os.path.join(eval_ckpt, "tokenizer")
+    seqio_tasks.register_tasks(tok_dir, eval_data, "fixed", "tulu", names=["mmlu_0shot", "gsm_cot"])
+    params, cfg = params_io.load_params(eval_ckpt)
     fns = {}
     for name, rows in (("mmlu_0shot", 2 * 4), ("gsm_cot", 2)):
         fns[name] = seqio_tasks.model_fns(params, cfg, load_tokenizer(tok_dir), registry.SETTINGS[name], "fixed",

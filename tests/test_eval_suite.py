@@ -18,25 +18,11 @@ ARGS = ["--max_examples", "1", "--max_new_tokens", "4", "--slots", "4", "--no_pr
 
 
 @pytest.fixture(scope="module")
-def ckpt(shared_data, tmp_path_factory):
-    from eval_util import tiny_checkpoint
-
-    return tiny_checkpoint(shared_data, tmp_path_factory.mktemp("suite_ckpt"))
-
-
-@pytest.fixture(scope="module")
-def data(shared_data, tmp_path_factory):
-    from eval_util import mini_data_dir
-
-    return mini_data_dir(shared_data, tmp_path_factory.mktemp("suite_data"))
-
-
-@pytest.fixture(scope="module")
-def suite(ckpt, data, tmp_path_factory):
+def suite(eval_ckpt, eval_data, tmp_path_factory):
     if detect_backend() is None and os.environ.get("CI") != "true":
         pytest.skip("no sandbox backend works here (Codex needs one)")
     out = str(tmp_path_factory.mktemp("suite_out") / "all")
-    assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--tasks", "all"] + ARGS) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--tasks", "all"] + ARGS) == 0
     return out
 
 
@@ -65,10 +51,10 @@ def test_all_writes_the_eleven_columns(suite):
         assert _json(suite, name, "run.json")["counts"]["selected"] == 1
 
 
-def test_every_prediction_carries_its_correctness(suite, ckpt):
+def test_every_prediction_carries_its_correctness(suite, eval_ckpt):
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
+    tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     for name, s in registry.SETTINGS.items():
         preds, per_item = _preds(suite, name), _json(suite, name, "metrics.json").get("per_item")
         for i, r in preds.items():
@@ -89,7 +75,7 @@ def test_every_prediction_carries_its_correctness(suite, ckpt):
     assert codex["samples"] == 20 and codex["problems"] == 1 and 0 <= codex["pass@1"] <= 100
 
 
-def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
+def test_judge_run_then_rescore_from_its_cache(suite, eval_ckpt, eval_data, tmp_path):
     from fake_judge_util import FakeJudge
 
     out = str(tmp_path / "judged")
@@ -97,7 +83,7 @@ def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
     with FakeJudge() as fj:
         judge = ["--judge_url", fj.url, "--judge_model", "fake-judge"]
         # every item is already there: the rerun loads no model, it only scores, through the judge
-        assert main(["--checkpoint", ckpt, "--data_dir", data, "--out", out, "--tasks", "alpaca_farm"]
+        assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--tasks", "alpaca_farm"]
                     + ARGS + judge) == 0
         calls = len(fj.requests)
         m = _json(out, "alpaca_farm", "metrics.json")
@@ -119,7 +105,7 @@ def test_judge_run_then_rescore_from_its_cache(suite, ckpt, data, tmp_path):
     assert _json(out, "codex_pass10", "metrics.json") == _json(suite, "codex_pass10", "metrics.json")
 
 
-def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(ckpt, data):
+def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(eval_ckpt, eval_data):
     """The driver's prompt ids under paper: AlpacaFarm's with BOS (its script's default tokenizer), TydiQA's without,
     their truncated passages' literal "<s>" read as the BOS id (the second item, Bengali, has one); fixed: BOS."""
     import argparse
@@ -128,12 +114,12 @@ def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(ckpt, data):
     from camel_jax.evaluate.task import BuildContext
     from camel_jax.model.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(os.path.join(ckpt, "tokenizer"))
+    tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     for protocol in ("paper", "fixed"):
         args = argparse.Namespace(max_examples=2, protocol=protocol)
         for name in ("tydiqa_goldp", "alpaca_farm"):
             s = registry.SETTINGS[name]
-            ctx = BuildContext(data, protocol, tok, run.make_render("tulu", tok, True), True)
+            ctx = BuildContext(eval_data, protocol, tok, run.make_render("tulu", tok, True), True)
             task = run._Task(s, ctx, args, "/nonexistent", bos=True)
             ids = run._ids(task, tok)
             for it, got in zip(task.todo, ids):
@@ -145,10 +131,10 @@ def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(ckpt, data):
                 assert ids[0][0] != tok.bos_id
 
 
-def test_scoring_errors_are_one_line(suite, ckpt, data, tmp_path, capsys):
+def test_scoring_errors_are_one_line(suite, eval_ckpt, eval_data, tmp_path, capsys):
     out = str(tmp_path / "errs")
     shutil.copytree(suite, out)
-    base = ["--checkpoint", ckpt, "--data_dir", data, "--out", out] + ARGS
+    base = ["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out] + ARGS
     for argv, match in ((base + ["--tasks", "alpaca_farm", "--judge_model", "x", "--judge_template", "nope"],
                          "nope"),
                         (base + ["--tasks", "codex_pass1", "--timeout", "0"], "--timeout must be > 0"),

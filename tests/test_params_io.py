@@ -36,8 +36,13 @@ def test_round_trip_with_config_and_tokenizer(tmp_path):
     assert_trees_equal(params, loaded)
     assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer.model").read_bytes() == b"spm"
     assert params_io.tokenizer_dir(str(tmp_path / "ckpt")) == str(tmp_path / "ckpt" / "tokenizer")
+    assert params_io.require_tokenizer_dir(str(tmp_path / "ckpt")) == str(tmp_path / "ckpt" / "tokenizer")
     with pytest.raises(FileExistsError, match="already exists"):
         params_io.save_params(str(tmp_path / "ckpt"), params, CFG)
+    params_io.save_params(str(tmp_path / "bare"), params, CFG)
+    assert params_io.tokenizer_dir(str(tmp_path / "bare")) is None
+    with pytest.raises(FileNotFoundError, match="bare/tokenizer: missing"):
+        params_io.require_tokenizer_dir(str(tmp_path / "bare"))
 
 
 def test_sharded_restore_puts_each_leaf_in_its_shards(tmp_path):

@@ -23,6 +23,7 @@ import os
 import subprocess
 
 from camel_jax.cli import UsageError
+from camel_jax.infer.batch_file import cut_after
 
 RUN_FILE = "run.json"
 PREDICTIONS = "predictions.jsonl"
@@ -102,11 +103,7 @@ def read_predictions(path: str, items_by_id: dict) -> dict[str, dict]:
             raise UsageError(f"{path}:{n}: duplicate id {rid!r}")
         done[rid] = rec
         good += len(raw)
-    if good < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good)
-            f.flush()
-            os.fsync(f.fileno())
+    cut_after(path, good, len(data))
     return done
 
 

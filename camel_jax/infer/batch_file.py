@@ -96,12 +96,18 @@ def read_done(path: str, known: set[str], settings: dict | None = None) -> set[s
                                  f"rerun with the same flags or write another --output")
         done.add(key)
         good += len(raw)
-    if good < len(data):
+    cut_after(path, good, len(data))
+    return done
+
+
+def cut_after(path: str, good: int, size: int) -> None:
+    """Cut a jsonl file back to its first `good` bytes (the complete records) when a torn or refused tail follows,
+    durably, so the rerun appends after the last whole line (the evaluate driver's predictions use it too)."""
+    if good < size:
         with open(path, "r+b") as f:
             f.truncate(good)
             f.flush()
             os.fsync(f.fileno())
-    return done
 
 
 def encode(records: Sequence[tuple[int, Any, str | list]], path: str, tokenizer, chat_format: str,
@@ -141,10 +147,7 @@ def run(args) -> int:
         raise UsageError(f"--output {args.output} is the --input file")
     records = read_input(args.input)
     known = {_key(rid) for _, rid, _ in records}
-    tok_dir = params_io.tokenizer_dir(args.checkpoint)
-    if tok_dir is None:
-        raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
-                                f"checkpoint carries no tokenizer")
+    tok_dir = params_io.require_tokenizer_dir(args.checkpoint)
     cfg = params_io.load_model_config(args.checkpoint)
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "top_k": args.top_k, "seed": args.seed, "stop": list(args.stop), "ignore_eos": args.ignore_eos}

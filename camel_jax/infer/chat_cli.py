@@ -28,10 +28,7 @@ def run(args, stdin=None, stdout=None) -> int:
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     if args.chat_format == "none":
         raise UsageError("--chat needs a chat format (--chat_format tulu or hf): 'none' takes a single message")
-    tok_dir = params_io.tokenizer_dir(args.checkpoint)
-    if tok_dir is None:
-        raise FileNotFoundError(f"{params_io.checkpoint_root(args.checkpoint)}/tokenizer: missing; the "
-                                f"checkpoint carries no tokenizer")
+    tok_dir = params_io.require_tokenizer_dir(args.checkpoint)
     tokenizer = load_tokenizer(tok_dir)
     encode_prompt("hi", args.chat_format, tokenizer)  # a missing chat template fails before the model loads
     params, cfg = params_io.load_params(args.checkpoint)
