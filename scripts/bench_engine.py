@@ -27,6 +27,21 @@ from camel_jax.model.config import get_preset  # noqa: E402
 from camel_jax.model.llama import init_params  # noqa: E402
 
 
+def gguf_model(path: str):
+    """(cfg, our params, the transformers model) from a GGUF file, dequantized to fp32 by transformers (the other
+    benchmark scripts load SmolLM2 through this too)."""
+    import torch
+    import transformers
+
+    folder, name = os.path.split(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    cfg = hf.config_from_hf(model.config.to_dict()).replace(dtype="float32", param_dtype="float32")
+    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    if cfg.tie_embeddings:
+        sd.pop("lm_head.weight", None)
+    return cfg, hf.params_from_hf_state_dict(sd, cfg), model.eval()
+
+
 def models(args):
     """(cfg, our params, the transformers model) holding the same weights: a random preset, or a GGUF file
     (dequantized to fp32 by transformers, e.g. ../shared/data/smollm2)."""
@@ -35,13 +50,7 @@ def models(args):
 
     torch.set_num_threads(os.cpu_count())
     if args.gguf:
-        folder, name = os.path.split(args.gguf)
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
-        cfg = hf.config_from_hf(model.config.to_dict()).replace(dtype="float32", param_dtype="float32")
-        sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-        if cfg.tie_embeddings:
-            sd.pop("lm_head.weight", None)
-        return cfg, hf.params_from_hf_state_dict(sd, cfg), model.eval()
+        return gguf_model(args.gguf)
     cfg = get_preset(args.preset, dtype="float32", param_dtype="float32")
     params = jax.tree.map(np.asarray, jax.jit(lambda k: init_params(cfg, k))(jax.random.PRNGKey(0)))
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf.hf_config_dict(cfg))).float().eval()

@@ -27,8 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_engine import median_time  # noqa: E402
-from camel_jax.convert import hf  # noqa: E402
+from bench_engine import gguf_model, median_time  # noqa: E402
 from camel_jax.infer import decode  # noqa: E402
 from camel_jax.infer.engine import Engine, Request  # noqa: E402
 from camel_jax.infer.quantize import weight_bytes  # noqa: E402
@@ -59,18 +58,12 @@ def main():
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    import torch
     import transformers
 
+    cfg, params, model = gguf_model(args.gguf)
+    del model
     folder, name = os.path.split(args.gguf)
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    cfg = hf.config_from_hf(model.config.to_dict()).replace(dtype="float32", param_dtype="float32")
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        sd.pop("lm_head.weight", None)
-    params = hf.params_from_hf_state_dict(sd, cfg)
-    del model, sd
     with open(os.path.join(SHARED, "data", "alpaca_eval", "alpaca_eval.jsonl"), encoding="utf-8") as f:
         instructions = [json.loads(line)["instruction"] for _, line in zip(range(args.prompts), f)]
     prompts = [tok(tok.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True,

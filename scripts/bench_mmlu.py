@@ -27,8 +27,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from camel_jax.convert import hf  # noqa: E402
 from camel_jax.infer.scoring import Scorer  # noqa: E402
+from bench_engine import gguf_model  # noqa: E402
 
 SHARED = os.environ.get("CAMEL_JAX_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 GGUF = os.path.join(SHARED, "data", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -79,14 +79,9 @@ def main():
     import transformers
 
     torch.set_num_threads(os.cpu_count())
+    cfg, params, model = gguf_model(args.gguf)
     folder, name = os.path.split(args.gguf)
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32).eval()
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    cfg = hf.config_from_hf(model.config.to_dict()).replace(dtype="float32", param_dtype="float32")
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        sd.pop("lm_head.weight", None)
-    params = hf.params_from_hf_state_dict(sd, cfg)
 
     items = mmlu_prompts(os.path.join(SHARED, "data", "mmlu"), args.n)
     ids = [tok(p, add_special_tokens=False).input_ids for p, _ in items]
