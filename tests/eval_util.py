@@ -33,3 +33,20 @@ def tiny_checkpoint(shared_data: pathlib.Path, dest: pathlib.Path) -> str:
     path = str(dest / "tiny")
     params_io.save_params(path, params, cfg, str(shared_data / "llama_tokenizer"))
     return path
+
+
+def saved_preds(out, task):
+    """A task's saved predictions by id."""
+    import json
+
+    from camel_jax.evaluate import records
+
+    with open(os.path.join(out, task, records.PREDICTIONS)) as f:
+        return {r["id"]: r for r in map(json.loads, f)}
+
+
+def read_json(out, *parts):
+    import json
+
+    with open(os.path.join(out, *parts)) as f:
+        return json.load(f)

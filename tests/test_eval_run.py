@@ -2,12 +2,12 @@
 choice log-probs against a plain forward pass, rescore reproducing the saved metrics, equal results for 1 and 4
 slots, a torn predictions file continued to the uninterrupted result, the protocols' BOS and stop handling, and
 one-line usage errors."""
-import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+from eval_util import read_json, saved_preds
 
 from camel_jax.evaluate.__main__ import main
 from camel_jax.evaluate import gsm, records, run
@@ -25,16 +25,6 @@ def first(eval_ckpt, eval_data, tmp_path_factory):
     return out
 
 
-def _preds(out, task):
-    with open(os.path.join(out, task, records.PREDICTIONS)) as f:
-        return {r["id"]: r for r in map(json.loads, f)}
-
-
-def _json(out, *parts):
-    with open(os.path.join(out, *parts)) as f:
-        return json.load(f)
-
-
 def test_files_records_and_table(first, eval_ckpt, eval_data):
     import jax
 
@@ -45,13 +35,13 @@ def test_files_records_and_table(first, eval_ckpt, eval_data):
     tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     params, cfg = params_io.load_params(eval_ckpt)
     for task in TASKS:
-        preds, metrics, rec = _preds(first, task), _json(first, task, "metrics.json"), _json(first, task, "run.json")
+        preds, metrics, rec = saved_preds(first, task), read_json(first, task, "metrics.json"), read_json(first, task, "run.json")
         assert list(preds) == rec["ids"] and len(preds) == 2 and metrics["complete"]
         assert rec["protocol"] == "fixed" and rec["counts"]["selected"] == 2 and rec["git_commit"]
         assert rec["sessions"][0]["new_items"] == 2 and rec["sessions"][0]["prompt_tokens"] > 0
         for r in preds.values():
             assert r["prompt_tokens"] == len(tok.encode(r["prompt"], add_bos=True))  # fixed: BOS
-    mmlu0 = _preds(first, "mmlu_0shot")
+    mmlu0 = saved_preds(first, "mmlu_0shot")
     assert list(mmlu0) == ["abstract_algebra/0", "anatomy/0"]  # --max_examples spreads over subjects
     for r in mmlu0.values():  # the scorer's log-probs against one plain forward pass over the prompt
         ids = np.asarray([tok.encode(r["prompt"], add_bos=True)], np.int32)
@@ -59,30 +49,30 @@ def test_files_records_and_table(first, eval_ckpt, eval_data):
         ref = np.asarray(jax.nn.log_softmax(logits))[[319, 350, 315, 360]]
         assert np.allclose([r["logprobs"][c] for c in "ABCD"], ref, atol=1e-4)
         assert r["answer"] == "ABCD"[int(np.argmax(ref))] and r["correct"] == (r["answer"] == r["gold"])
-    for r in _preds(first, "gsm_cot").values():
+    for r in saved_preds(first, "gsm_cot").values():
         assert r["output"] == run.truncate(r["generation"], ["\n"]) and r["answer"] == gsm.extract(r["output"])
         assert 1 <= r["output_tokens"] <= 8 and r["max_new_tokens"] == 8
-    t = _json(first, "table.json")
+    t = read_json(first, "table.json")
     assert [c["status"] for c in t["columns"]] == ["ok"] * 4 + ["not run"] * 7
-    assert t["columns"][0]["value"] == _json(first, "mmlu_0shot", "metrics.json")["accuracy"]
+    assert t["columns"][0]["value"] == read_json(first, "mmlu_0shot", "metrics.json")["accuracy"]
     assert "| tiny |" in open(os.path.join(first, "table.md")).read()
 
 
 def test_rescore_reproduces_the_saved_metrics(first, tmp_path):
     out = str(tmp_path / "copy")
     shutil.copytree(first, out)
-    saved = {t: _json(out, t, "metrics.json") for t in TASKS}
+    saved = {t: read_json(out, t, "metrics.json") for t in TASKS}
     table = open(os.path.join(out, "table.md")).read()
     for t in TASKS:
         os.remove(os.path.join(out, t, "metrics.json"))
     assert main(["rescore", "--out", out]) == 0
-    assert {t: _json(out, t, "metrics.json") for t in TASKS} == saved
+    assert {t: read_json(out, t, "metrics.json") for t in TASKS} == saved
     assert open(os.path.join(out, "table.md")).read() == table
 
 
 def _same(a, b, tasks=PAIR):
     for task in tasks:
-        pa, pb = _preds(a, task), _preds(b, task)
+        pa, pb = saved_preds(a, task), saved_preds(b, task)
         assert sorted(pa) == sorted(pb)
         for i in pa:
             x, y = dict(pa[i]), dict(pb[i])
@@ -90,7 +80,7 @@ def _same(a, b, tasks=PAIR):
             assert x == y, (task, i)
             if lx is not None:  # batch composition may move the last float bits, never the answer
                 assert np.allclose(list(lx.values()), list(ly.values()), atol=1e-5)
-        assert _json(a, task, "metrics.json") == _json(b, task, "metrics.json")
+        assert read_json(a, task, "metrics.json") == read_json(b, task, "metrics.json")
 
 
 def test_one_slot_equals_four(first, eval_ckpt, eval_data, tmp_path):
@@ -112,7 +102,7 @@ def test_torn_predictions_continue_to_the_uninterrupted_result(first, eval_ckpt,
     assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "4",
                  "--tasks", "mmlu,gsm"] + ARGS) == 0
     _same(first, out, TASKS)
-    sessions = _json(out, "gsm_cot", "run.json")["sessions"]
+    sessions = read_json(out, "gsm_cot", "run.json")["sessions"]
     assert [s["resumed_with"] for s in sessions] == [0, 1] and sessions[1]["new_items"] == 1
 
 
@@ -133,7 +123,7 @@ def test_protocols_bos_and_stops(first, eval_ckpt, eval_data, tmp_path, monkeypa
     from camel_jax.evaluate import registry
     from camel_jax.model.tokenizer import load_tokenizer
 
-    r0 = next(iter(_preds(first, "gsm_direct").values()))
+    r0 = next(iter(saved_preds(first, "gsm_direct").values()))
     gen = r0["generation"]
     stop = gen[len(gen) // 4:len(gen) // 4 + 2]
     s = registry.SETTINGS["gsm_direct"]
@@ -143,7 +133,7 @@ def test_protocols_bos_and_stops(first, eval_ckpt, eval_data, tmp_path, monkeypa
     fixed = str(tmp_path / "f")
     assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", fixed, "--tasks", "gsm_direct"]
                 + one) == 0
-    (f,) = _preds(fixed, "gsm_direct").values()
+    (f,) = saved_preds(fixed, "gsm_direct").values()
     assert f["id"] == r0["id"] and f["finish_reason"] == "stop" and f["output_tokens"] < 8
     assert f["output"] == f["generation"] == gen[:gen.find(stop)]
     paper = str(tmp_path / "p")
@@ -151,9 +141,9 @@ def test_protocols_bos_and_stops(first, eval_ckpt, eval_data, tmp_path, monkeypa
                  "mmlu_0shot,gsm_direct"] + one) == 0
     tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     for task in ("mmlu_0shot", "gsm_direct"):
-        (r,) = _preds(paper, task).values()
+        (r,) = saved_preds(paper, task).values()
         assert r["prompt_tokens"] == len(tok.encode(r["prompt"])) and tok.encode(r["prompt"])[0] != tok.bos_id
-    (p,) = _preds(paper, "gsm_direct").values()
+    (p,) = saved_preds(paper, "gsm_direct").values()
     assert "Quesion: " in p["prompt"] and p["finish_reason"] in ("length", "eos")
     assert p["output"] == run.truncate(p["generation"], [stop])
     assert p["finish_reason"] == "eos" or p["output_tokens"] == 8
@@ -203,7 +193,7 @@ def test_seqio_evaluator_on_the_engine_reports_the_driver_metrics(first, eval_ck
         metrics, _ = seqio_tasks.evaluator(task, rows).evaluate(compute_metrics=True, predict_fn=fns[name][0],
                                                                 score_fn=fns[name][1])
         got = metrics.result()[task]
-        want = {k: v for k, v in _json(first, name, "metrics.json").items()
+        want = {k: v for k, v in read_json(first, name, "metrics.json").items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("records", "selected")}
         assert got == pytest.approx(want), name
 

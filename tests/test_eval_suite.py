@@ -3,13 +3,13 @@ tokenizer and the real eval files (--max_examples 1, Codex's n = 20 samples run 
 table with AlpacaFarm marked "not judged", each record's correctness in the predictions, the judge path against
 the fake OpenAI-compatible server (run, then rescore from the judge cache without a call), the per-setting BOS and
 TydiQA's "<s>" under protocol paper, and the scoring errors as one-line usage errors."""
-import json
 import os
 import shutil
 
 import pytest
+from eval_util import read_json, saved_preds
 
-from camel_jax.evaluate import records, registry, table
+from camel_jax.evaluate import registry, table
 from camel_jax.evaluate.__main__ import main
 from camel_jax.evaluate.sandbox import detect_backend
 from camel_jax.evaluate.task import encode_prompt
@@ -19,25 +19,17 @@ ARGS = ["--max_examples", "1", "--max_new_tokens", "4", "--slots", "4", "--no_pr
 
 @pytest.fixture(scope="module")
 def suite(eval_ckpt, eval_data, tmp_path_factory):
-    if detect_backend() is None and os.environ.get("CI") != "true":
+    if detect_backend() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must have a working sandbox (install bubblewrap)")
         pytest.skip("no sandbox backend works here (Codex needs one)")
     out = str(tmp_path_factory.mktemp("suite_out") / "all")
     assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--tasks", "all"] + ARGS) == 0
     return out
 
 
-def _preds(out, task):
-    with open(os.path.join(out, task, records.PREDICTIONS)) as f:
-        return {r["id"]: r for r in map(json.loads, f)}
-
-
-def _json(out, *parts):
-    with open(os.path.join(out, *parts)) as f:
-        return json.load(f)
-
-
 def test_all_writes_the_eleven_columns(suite):
-    t = _json(suite, "table.json")
+    t = read_json(suite, "table.json")
     assert [c["column"] for c in t["columns"]] == [c for c, _ in table.COLUMNS]
     assert [c["task"] for c in t["columns"]] == list(registry.SETTINGS)
     assert [c["status"] for c in t["columns"]] == ["ok"] * 10 + ["not judged"]
@@ -46,9 +38,9 @@ def test_all_writes_the_eleven_columns(suite):
     assert md.splitlines()[0] == "| model | " + " | ".join(c for c, _ in table.COLUMNS) + " | Average |"
     assert "| not judged |" in md and "5 of 6 benchmark groups" in md
     for name, s in registry.SETTINGS.items():
-        m = _json(suite, name, "metrics.json")
+        m = read_json(suite, name, "metrics.json")
         assert m["complete"] and m["records"] == 1, name
-        assert _json(suite, name, "run.json")["counts"]["selected"] == 1
+        assert read_json(suite, name, "run.json")["counts"]["selected"] == 1
 
 
 def test_every_prediction_carries_its_correctness(suite, eval_ckpt):
@@ -56,7 +48,7 @@ def test_every_prediction_carries_its_correctness(suite, eval_ckpt):
 
     tok = load_tokenizer(os.path.join(eval_ckpt, "tokenizer"))
     for name, s in registry.SETTINGS.items():
-        preds, per_item = _preds(suite, name), _json(suite, name, "metrics.json").get("per_item")
+        preds, per_item = saved_preds(suite, name), read_json(suite, name, "metrics.json").get("per_item")
         for i, r in preds.items():
             assert r["prompt_tokens"] == len(tok.encode(r["prompt"], add_bos=True)), name  # fixed: BOS everywhere
             if name.startswith("bbh"):
@@ -71,7 +63,7 @@ def test_every_prediction_carries_its_correctness(suite, eval_ckpt):
                 assert r["correct"] is None and per_item is None  # not judged
             else:
                 assert isinstance(r["correct"], bool) and per_item is None, name
-    codex = _json(suite, "codex_pass1", "metrics.json")
+    codex = read_json(suite, "codex_pass1", "metrics.json")
     assert codex["samples"] == 20 and codex["problems"] == 1 and 0 <= codex["pass@1"] <= 100
 
 
@@ -86,23 +78,23 @@ def test_judge_run_then_rescore_from_its_cache(suite, eval_ckpt, eval_data, tmp_
         assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--tasks", "alpaca_farm"]
                     + ARGS + judge) == 0
         calls = len(fj.requests)
-        m = _json(out, "alpaca_farm", "metrics.json")
+        m = read_json(out, "alpaca_farm", "metrics.json")
         assert calls >= 1 and m["judged"] and m["n_total"] == 1 and m["judge_model"] == "fake-judge"
         assert m["win_rate"] == 100 * sum({2: 1, 0: .5, 1: 0}[v["preference"]] for v in m["per_item"].values())
-        for i, r in _preds(out, "alpaca_farm").items():
+        for i, r in saved_preds(out, "alpaca_farm").items():
             assert r["judgment"]["preference"] == m["per_item"][i]["preference"]
             assert r["correct"] == {2: 1.0, 0: 0.5, 1: 0.0}[r["judgment"]["preference"]]
-        t = _json(out, "table.json")
+        t = read_json(out, "table.json")
         assert t["columns"][-1]["status"] == "ok" and t["columns"][-1]["value"] == m["win_rate"]
         assert t["average"] is not None and t["partial_average"] is None
         os.remove(os.path.join(out, "alpaca_farm", "metrics.json"))
         assert main(["rescore", "--out", out, "--no_progress", "--sandbox_workers", "2"] + judge) == 0
         assert len(fj.requests) == calls  # every judgment came from the run's judge cache
-    again = _json(out, "alpaca_farm", "metrics.json")
+    again = read_json(out, "alpaca_farm", "metrics.json")
     assert all(v["cached"] for v in again["per_item"].values())
     drop = lambda d: {k: v for k, v in d.items() if k != "per_item"}  # noqa: E731  (per_item says "cached")
     assert drop(again) == drop(m)
-    assert _json(out, "codex_pass10", "metrics.json") == _json(suite, "codex_pass10", "metrics.json")
+    assert read_json(out, "codex_pass10", "metrics.json") == read_json(suite, "codex_pass10", "metrics.json")
 
 
 def test_paper_protocol_bos_per_setting_and_tydiqas_bos_text(eval_ckpt, eval_data):
