@@ -45,3 +45,39 @@ def eval_data(shared_data, tmp_path_factory) -> str:
     from eval_util import mini_data_dir
 
     return mini_data_dir(shared_data, tmp_path_factory.mktemp("eval_data"))
+
+
+def missing(reason: str):
+    """Skip with the reason; under CI=true fail instead, so a missing install step in .ci/run cannot pass green."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}: .ci/run must install it")
+    pytest.skip(reason)
+
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian chromium for the session, through Playwright with `executable_path` (never `playwright
+    install`, which downloads from outside). Skips, or fails under CI=true, when chromium or playwright is absent."""
+    if not os.path.exists(CHROMIUM):
+        missing(f"the browser tests need chromium at {CHROMIUM} (apt-get install chromium; or set $CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the browser tests need playwright (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context and page per test (own cookies), closed after it."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()

@@ -16,7 +16,8 @@ LAYERS = (
     {"generate", "serve"},  # static-batch decoding, and the generate CLI on the engine; the OpenAI server CLI
     {"train"},  # the training run (shows greedy samples through generate)
     {"evaluate", "plan"},  # benchmarks on the engine; compile-only planning of the train step
-    {"human_eval", "report"},
+    {"human_eval"},  # the human study: app, records, statistics
+    {"report"},  # one HTML page over evaluation folders and the human study
 )
 
 
