@@ -68,9 +68,13 @@ def _jsonl(path, rows):
 
 def test_pairs_from_evaluate_predictions(tmp_path):
     # camel_jax.evaluate's predictions.jsonl records carry id, prompt and output (camel_jax/evaluate/run.py).
+    # alpaca_farm keeps the instruction in meta: annotators read it, not the chat-rendered prompt, so two models
+    # evaluated with different chat formats still pair up.
     a = _jsonl(tmp_path / "a.jsonl", [{"id": "q1", "prompt": "P1", "output": "a1", "correct": None},
-                                      {"id": "q2", "prompt": "P2", "output": "a2"}])
-    b = _jsonl(tmp_path / "b.jsonl", [{"id": "q2", "prompt": "P2", "output": "b2"},
+                                      {"id": "q2", "prompt": "<|user|>\nP2\n<|assistant|>\n", "output": "a2",
+                                       "meta": {"instruction": "P2"}}])
+    b = _jsonl(tmp_path / "b.jsonl", [{"id": "q2", "prompt": "<s>[INST] P2 [/INST]", "output": "b2",
+                                       "meta": {"instruction": "P2", "dataset": "x"}},
                                       {"id": "q1", "prompt": "P1", "output": "b1"}])
     pairs = load_pairs([f"mine={a}", f"base={b}"])
     assert [(p.instance_id, p.prompt, p.completion("mine"), p.completion("base")) for p in pairs] == [

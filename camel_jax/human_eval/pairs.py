@@ -4,8 +4,9 @@ Two sources. (1) open-instruct's comparison file (`eval_instances_tulu_1.jsonl`)
 "completions": [{"model", "completion"} x2]}`; one id recurs in three pairings there, so a pair is named by its id
 *and* its two models (`pair_id`). The order in that file is fixed (TÜLU-65B always first against ChatGPT), which is
 why the app, not this file, chooses the sides. (2) Two models' outputs on the same prompts, each `NAME=FILE`: a
-`camel_jax.evaluate` predictions.jsonl (`{"id", "prompt", "output"}`) or a `camel_jax.generate --output` file
-(`{"id", "output"}`, no prompt: its `--input` file supplies them through `prompts=`). Every bad line fails naming
+`camel_jax.evaluate` predictions.jsonl (`{"id", "prompt", "output", "meta"}`; the annotator reads
+`meta.instruction` where the task keeps one, as alpaca_farm does, else the chat-rendered prompt) or a
+`camel_jax.generate --output` file (`{"id", "output"}`, no prompt: its `--input` file supplies them). Every bad line fails naming
 file:line; so do ids that only one model answered and an id whose prompt differs between the two files.
 """
 from __future__ import annotations
@@ -120,7 +121,10 @@ def read_outputs(path: str, prompts: dict[str, str] | None = None) -> dict[str, 
             hint = " (evaluate ran with n > 1 samples; pair one sample per item)" if "outputs" in rec else ""
             raise UsageError(f"{where}: no field 'output'{hint}; expected camel_jax.generate or evaluate output")
         output = _text(rec, "output", where, allow_empty=True)
-        if "prompt" in rec:
+        meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+        if isinstance(meta.get("instruction"), str) and meta["instruction"].strip():
+            prompt = meta["instruction"]  # evaluate's alpaca_farm: the instruction as written, not chat-rendered
+        elif "prompt" in rec:
             prompt = _text(rec, "prompt", where)
         elif prompts is not None and rid in prompts:
             prompt = prompts[rid]

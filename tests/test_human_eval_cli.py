@@ -1,0 +1,104 @@
+"""`python -m camel_jax.human_eval`: import/export round trips in both formats, errors as one `prog: error:` line
+naming the file and line (exit 2), and `stats` (skipped until camel_jax.human_eval.stats exists)."""
+import json
+
+import pytest
+
+from camel_jax.human_eval.__main__ import main
+from camel_jax.human_eval.db import Store
+from camel_jax.human_eval.records import Annotation, read_annotations, write_annotations
+
+from conftest import TEST_DATA
+
+FIXTURE = str(TEST_DATA / "human_eval" / "pairs.jsonl")
+
+
+def _annotations():
+    tricky = 'line one\n"quoted", comma\r\n</pre><script>alert(1)</script>\nünïcode ✓'
+    return [
+        Annotation("user_oriented_task_2", "chatgpt", "tulu_65B", "text of chatgpt", tricky, "yes", "no",
+                   "a-is-slightly-better", "se", "2023-05-18 19:57:01", "Rewrite the text.\n"),
+        Annotation("user_oriented_task_2", "tulu_65B", "chatgpt", tricky, "text of chatgpt", "no", "no", "tie", "yi",
+                   "2023-05-18 20:00:00.250000", "Rewrite the text.\n"),
+        Annotation("vicuna_1", "tulu_7B", "tulu_65B", "seven", "sixty-five", "yes", "yes", "b-is-better", "se",
+                   "2023-05-19 08:00:00", ""),
+    ]
+
+
+def test_import_export_round_trip_in_both_formats(tmp_path, capsys):
+    source = tmp_path / "collected.jsonl"
+    write_annotations(str(source), _annotations())
+    db1, db2 = str(tmp_path / "one.sqlite"), str(tmp_path / "two.sqlite")
+    assert main(["import", "--db", db1, str(source)]) == 0
+    assert "imported 3 annotations" in capsys.readouterr().out
+    assert main(["export", "--db", db1, "--out", str(tmp_path / "out.csv")]) == 0
+    assert main(["import", "--db", db2, str(tmp_path / "out.csv")]) == 0
+    assert main(["export", "--db", db2, "--out", str(tmp_path / "again.jsonl")]) == 0
+    key = lambda a: (a.evaluator, a.instance_id)  # noqa: E731
+    assert sorted(read_annotations(str(tmp_path / "again.jsonl")), key=key) == sorted(_annotations(), key=key)
+    assert sorted(read_annotations(str(tmp_path / "out.csv")), key=key) == sorted(_annotations(), key=key)
+    assert main(["import", "--db", db2, str(tmp_path / "again.jsonl")]) == 0  # the same records again
+    assert "(0 new submissions in the log)" in capsys.readouterr().out
+    assert len(Store(db2).events()) == 3
+
+
+def test_imported_annotations_join_the_pairs_of_a_served_file(tmp_path, capsys):
+    """An export of open-instruct's app (same completions) lands on the pairs loaded from the comparison file."""
+    db = str(tmp_path / "s.sqlite")
+    store = Store(db)
+    from camel_jax.human_eval.pairs import load_pairs
+
+    pairs = load_pairs([FIXTURE])
+    store.add_pairs(pairs)
+    p = pairs[0]
+    ann = Annotation(p.instance_id, p.model_2, p.model_1, p.completion_2, p.completion_1, "yes", "no", "tie", "se",
+                     "2023-05-18 19:57:00")
+    write_annotations(str(tmp_path / "oi.csv"), [ann])
+    assert main(["import", "--db", db, str(tmp_path / "oi.csv")]) == 0
+    assert store.count_pairs() == 5
+    (got,) = store.annotations()
+    assert got.prompt == p.prompt and got.model_a == p.model_2
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["serve", "--db", "{tmp}/x.sqlite", "--pairs", "{bad}"], "human_eval serve: error: {bad}:2: not valid JSON"),
+    (["serve", "--db", "{tmp}/x.sqlite", "--pairs", FIXTURE, "--overlap", "1.5"],
+     "human_eval serve: error: --overlap 1.5: expected a share between 0 and 1"),
+    (["serve", "--db", "{tmp}/x.sqlite"], "human_eval serve: error: --db {tmp}/x.sqlite holds no pairs yet"),
+    (["export", "--db", "{tmp}/absent.sqlite", "--out", "{tmp}/o.jsonl"],
+     "human_eval export: error: --db {tmp}/absent.sqlite: no such file"),
+    (["import", "--db", "{tmp}/x.sqlite", "{badann}"], "human_eval import: error: {badann}:2: field 'preference' is"),
+    (["import", "--db", "{tmp}/x.sqlite", "{tmp}/a.txt"], "human_eval import: error: {tmp}/a.txt: expected a .jsonl"),
+    (["stats", "--db", "{tmp}/x.sqlite", "--annotation", "median"], "human_eval stats: error: argument --annotation"),
+    (["export", "--db", "x", "--output", "y"], "human_eval export: error: unrecognized flag --output"),
+])
+def test_mistakes_are_one_line_naming_the_file_and_line(tmp_path, capsys, argv, expected):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text(open(FIXTURE).readline() + "{oops\n")
+    rows = [json.dumps({**a.__dict__}) for a in _annotations()[:2]]
+    badann = tmp_path / "ann.jsonl"
+    badann.write_text(rows[0] + "\n" + rows[1].replace('"tie"', '"draw"') + "\n")
+    fill = dict(tmp=tmp_path, bad=bad, badann=badann)
+    argv = [a.format(**fill) for a in argv]
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected.format(**fill)) and err.count("\n") == 1
+
+
+def test_stats_prints_the_summary_of_the_database(tmp_path, capsys):
+    stats = pytest.importorskip("camel_jax.human_eval.stats", reason="camel_jax.human_eval.stats is built in "
+                                "parallel (issue 13 item 3); the lead removes this skip after merging")
+    db = str(tmp_path / "s.sqlite")
+    Store(db).import_annotations(_annotations())
+    annotations = Store(db).annotations()
+    for mode in ("first", "latest"):
+        assert main(["stats", "--db", db, "--annotation", mode, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
+            stats.summarize(annotations, annotation=mode)))
+    assert main(["stats", "--db", db]) == 0
+    assert capsys.readouterr().out.strip() == stats.render_text(stats.summarize(annotations, "first")).strip()
