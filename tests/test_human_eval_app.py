@@ -14,6 +14,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from camel_jax.human_eval.__main__ import main
 from camel_jax.human_eval.app import create_app
 from camel_jax.human_eval.db import Store
 from camel_jax.human_eval.pairs import load_pairs
@@ -231,8 +232,7 @@ def test_annotating_in_the_browser_survives_sigkill(browser, page, tmp_path):
         page.goto(f"http://127.0.0.1:{port2}/item/2")
         assert page.text_content("#progress") == "4 / 5" and page.is_checked("#pref-a-is-better")
         out = tmp_path / "export.jsonl"
-        subprocess.run([sys.executable, "-m", "camel_jax.human_eval", "export", "--db", db, "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert main(["export", "--db", db, "--out", str(out)]) == 0  # while the server holds the database
         exported = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(exported) == 5 and {e["evaluator"] for e in exported} == {"ann", "bob"}
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", e["timestamp"]) for e in exported)

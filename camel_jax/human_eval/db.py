@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, annotator TEXT NOT NULL, pair_id TEXT NOT NULL,
   model_a TEXT NOT NULL, model_b TEXT NOT NULL, a_acceptable TEXT NOT NULL, b_acceptable TEXT NOT NULL,
   preference TEXT NOT NULL, flag TEXT NOT NULL, comment TEXT NOT NULL, source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS assignments_by_pair ON assignments (pair_id);
+CREATE INDEX IF NOT EXISTS answers_by_pair ON answers (pair_id);
 """
 
 
@@ -72,6 +74,8 @@ class Store:
         self.path = path
         if os.path.isdir(path):
             raise UsageError(f"{path}: is a directory, expected an SQLite file")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError(f"{path}: its directory does not exist")
         try:
             con = sqlite3.connect(path, timeout=10, isolation_level=None)
             try:  # WAL is a property of the file: set once, outside a transaction, it persists
@@ -247,15 +251,18 @@ class Store:
             model_a = row[0]
             model_b = row[2] if model_a == row[1] else row[1]
             values = (model_a, model_b, a_acceptable, b_acceptable, preference, flag, comment)
-            self._record(con, annotator, pid, values, t, "web")
+            self._record(con, annotator, pid, values, t, "web", newer_only=False)
         return t
 
     @staticmethod
-    def _record(con, annotator: str, pid: str, values: tuple, t: str, source: str) -> None:
+    def _record(con, annotator: str, pid: str, values: tuple, t: str, source: str, newer_only: bool) -> None:
+        """UPSERT the current answer and append the event. A web submission always replaces the answer (it is the
+        latest, whatever the clock says); an imported one only when its timestamp is not older."""
         con.execute("INSERT INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (annotator, pair_id) DO UPDATE "
                     "SET model_a=excluded.model_a, model_b=excluded.model_b, a_acceptable=excluded.a_acceptable, "
                     "b_acceptable=excluded.b_acceptable, preference=excluded.preference, flag=excluded.flag, "
-                    "comment=excluded.comment, time=excluded.time WHERE excluded.time >= answers.time",
+                    "comment=excluded.comment, time=excluded.time"
+                    + (" WHERE excluded.time >= answers.time" if newer_only else ""),
                     (annotator, pid, *values, t, t))
         con.execute("INSERT INTO events (time, annotator, pair_id, model_a, model_b, a_acceptable, b_acceptable, "
                     "preference, flag, comment, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -334,7 +341,7 @@ class Store:
                                "AND a_acceptable=? AND b_acceptable=? AND preference=?",
                                (a.timestamp, a.evaluator, pid, a.model_a, *values[2:5])).fetchone():
                     continue
-                self._record(con, a.evaluator, pid, values, a.timestamp, "import")
+                self._record(con, a.evaluator, pid, values, a.timestamp, "import", newer_only=True)
                 added += 1
         return added
 

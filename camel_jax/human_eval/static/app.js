@@ -21,6 +21,7 @@
       var input = form.querySelector('input[name="' + hit[0] + '"][value="' + hit[1] + '"]');
       if (input) { input.checked = true; e.preventDefault(); }
     } else if (e.key === "Enter") {
+      if (t && (t.tagName === "A" || t.tagName === "BUTTON" || t.tagName === "SUMMARY")) return;  // their own
       e.preventDefault();
       form.requestSubmit();
     } else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
