@@ -210,10 +210,11 @@ def test_annotating_in_the_browser_survives_sigkill(browser, page, tmp_path):
     assert len(rows) == 5
     sides = dict(((a, p), m) for a, p, m in con.execute("SELECT annotator, pair_id, model_a FROM assignments "
                                                         "WHERE model_a IS NOT NULL"))
-    events = con.execute("SELECT annotator, pair_id, preference FROM events ORDER BY id").fetchall()
+    events = con.execute("SELECT annotator, pair_id, preference, seconds FROM events ORDER BY id").fetchall()
     con.close()
     assert [e[2] for e in events] == ["a-is-better", "b-is-slightly-better", "a-is-slightly-better", "a-is-better",
                                       "tie", "tie"]  # item 2's first answer and its change are both logged
+    assert all(e[3] >= 0 for e in events)  # seconds on the page, counted by the server
     store = Store(db)
     ann = {_pid(a): a for a in store.annotations() if a.evaluator == "ann"}
     for pid, text_a in shown.values():  # what each page showed as A is what the server stored and exported as A

@@ -97,7 +97,7 @@ def test_changing_an_answer_updates_it_and_logs_both(store):
     pid = store.assigned("ann")[0][0]
     with pytest.raises(KeyError, match="was not shown"):
         store.submit("ann", pid, "yes", "yes", "tie")  # a side must have been chosen (page shown) first
-    model_a = store.side_a("ann", pid)
+    model_a = store.side_a("ann", pid, view=True)
     t1 = store.submit("ann", pid, "yes", "no", "a-is-better")
     t2 = store.submit("ann", pid, "no", "no", "b-is-slightly-better", "hard", "unsure </pre>")
     assert t2 > t1
@@ -108,6 +108,7 @@ def test_changing_an_answer_updates_it_and_logs_both(store):
     log = store.events()
     assert [(e["preference"], e["time"], e["flag"], e["source"]) for e in log] == [
         ("a-is-better", t1, "", "web"), ("b-is-slightly-better", t2, "hard", "web")]
+    assert 0 <= log[0]["seconds"] <= log[1]["seconds"] < 60  # time on the page since it was rendered
     assert store.answer("ann", pid)["first_time"] == t1
     with pytest.raises(ValueError, match="preference must be one of"):
         store.submit("ann", pid, "yes", "no", "a-is-best")
@@ -155,6 +156,7 @@ def test_import_keeps_the_latest_answer_and_logs_every_submission(tmp_path):
     assert got[("se", "x1")].preference == "tie" and got[("se", "x1")].timestamp == "2023-05-19 10:00:00"
     assert got[("yi", "x1")].model_a == "m2" and got[("yi", "x1")].completion_a == "text of m2"
     assert len(got) == 3 and len(s.events()) == 4 and s.count_pairs() == 2
+    assert {e["source"] for e in s.events()} == {"import"} and {e["seconds"] for e in s.events()} == {None}
     # An older record does not replace a newer answer, but is logged.
     assert s.import_annotations([_ann("se", "2023-05-01 00:00:00", "b-is-better")]) == 1
     assert {(a.evaluator, a.instance_id): a for a in s.annotations()}[("se", "x1")].preference == "tie"

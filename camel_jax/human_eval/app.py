@@ -151,7 +151,7 @@ def create_app(store: Store, batch: int = 20) -> FastAPI:
                         error=f"There is no item {k}; you have {len(items)} assigned.")
         pid = items[k - 1][0]
         pair = store.pair(pid)
-        model_a = store.side_a(name, pid)  # chosen and stored now, on first show
+        model_a = store.side_a(name, pid, view=True)  # chosen and stored on first show
         model_b = pair.model_2 if model_a == pair.model_1 else pair.model_1
         old = store.answer(name, pid) or {}
         current = posted if posted is not None else {

@@ -8,7 +8,8 @@ durable by the next FULL commit, and a lost one is re-derived the same way from 
 list per request and trusted the browser to post back which model was A; here the side is a deterministic seeded
 hash of (annotator, pair), written when the pair is first shown and read back on submit. Going back and changing
 an answer updates the one row per (annotator, pair) (UPSERT) while `events` keeps every submission, so the analysis
-can count the latest answer (`annotations()`) and the audit trail can count all of them.
+can count the latest answer (`annotations()`) and the audit trail can count all of them, with the seconds each
+spent on the page (Label Studio's `lead_time`).
 
 Assignment: the pairs are put in one seeded random order; a share `overlap` of them (the first in that order) is
 needed by two annotators, the rest by one. An annotator is topped up to `batch` unanswered items from that order,
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS sessions (
   created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assignments (
   annotator TEXT NOT NULL REFERENCES annotators(name), pair_id TEXT NOT NULL REFERENCES pairs(pair_id),
-  position INTEGER NOT NULL, model_a TEXT, shown TEXT, PRIMARY KEY (annotator, pair_id));
+  position INTEGER NOT NULL, model_a TEXT, shown TEXT, viewed TEXT, PRIMARY KEY (annotator, pair_id));
 CREATE TABLE IF NOT EXISTS answers (
   annotator TEXT NOT NULL, pair_id TEXT NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL,
   a_acceptable TEXT NOT NULL, b_acceptable TEXT NOT NULL, preference TEXT NOT NULL, flag TEXT NOT NULL,
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, annotator TEXT NOT NULL, pair_id TEXT NOT NULL,
   model_a TEXT NOT NULL, model_b TEXT NOT NULL, a_acceptable TEXT NOT NULL, b_acceptable TEXT NOT NULL,
-  preference TEXT NOT NULL, flag TEXT NOT NULL, comment TEXT NOT NULL, source TEXT NOT NULL);
+  preference TEXT NOT NULL, flag TEXT NOT NULL, comment TEXT NOT NULL, source TEXT NOT NULL, seconds REAL);
 CREATE INDEX IF NOT EXISTS assignments_by_pair ON assignments (pair_id);
 CREATE INDEX IF NOT EXISTS answers_by_pair ON answers (pair_id);
 """
@@ -217,19 +218,23 @@ class Store:
                                "ORDER BY s.position", (annotator,)).fetchall()
         return [(r[0], bool(r[1])) for r in rows]
 
-    def side_a(self, annotator: str, pid: str) -> str:
+    def side_a(self, annotator: str, pid: str, view: bool = False) -> str:
         """The model shown as A to this annotator on this pair: chosen by a seeded hash and stored the first time
-        it is asked for (when the page is rendered); afterwards always the stored one."""
+        it is asked for (when the page is rendered); afterwards always the stored one. `view` (a page render)
+        also records the time, from which the next submission's `seconds` on the page is counted."""
+        t = now()
         with self._connect(durable=False) as con:
             row = con.execute("SELECT s.model_a, p.model_1, p.model_2 FROM assignments s JOIN pairs p USING "
                               "(pair_id) WHERE s.annotator=? AND s.pair_id=?", (annotator, pid)).fetchone()
             if row is None:
                 raise KeyError(f"{pid!r} is not assigned to {annotator!r}")
-            if row[0] is not None:
-                return row[0]
-            model_a = row[1] if int(_hash(self.seed, "side", annotator, pid)[:8], 16) % 2 == 0 else row[2]
-            con.execute("UPDATE assignments SET model_a=?, shown=? WHERE annotator=? AND pair_id=?",
-                        (model_a, now(), annotator, pid))
+            model_a = row[0]
+            if model_a is None:
+                model_a = row[1] if int(_hash(self.seed, "side", annotator, pid)[:8], 16) % 2 == 0 else row[2]
+                con.execute("UPDATE assignments SET model_a=?, shown=? WHERE annotator=? AND pair_id=?",
+                            (model_a, t, annotator, pid))
+            if view:
+                con.execute("UPDATE assignments SET viewed=? WHERE annotator=? AND pair_id=?", (t, annotator, pid))
         return model_a
 
     # -- answers -------------------------------------------------------------------------------------------------
@@ -244,18 +249,19 @@ class Store:
                 raise ValueError(f"{name} must be one of {', '.join(a or '(none)' for a in allowed)}")
         t = now()
         with self._connect() as con:
-            row = con.execute("SELECT s.model_a, p.model_1, p.model_2 FROM assignments s JOIN pairs p USING "
-                              "(pair_id) WHERE s.annotator=? AND s.pair_id=?", (annotator, pid)).fetchone()
+            row = con.execute("SELECT s.model_a, p.model_1, p.model_2, s.viewed FROM assignments s JOIN pairs p "
+                              "USING (pair_id) WHERE s.annotator=? AND s.pair_id=?", (annotator, pid)).fetchone()
             if row is None or row[0] is None:
                 raise KeyError(f"{pid!r} was not shown to {annotator!r}")
             model_a = row[0]
             model_b = row[2] if model_a == row[1] else row[1]
             values = (model_a, model_b, a_acceptable, b_acceptable, preference, flag, comment)
-            self._record(con, annotator, pid, values, t, "web", newer_only=False)
+            self._record(con, annotator, pid, values, t, "web", newer_only=False, seconds=_seconds(row[3], t))
         return t
 
     @staticmethod
-    def _record(con, annotator: str, pid: str, values: tuple, t: str, source: str, newer_only: bool) -> None:
+    def _record(con, annotator: str, pid: str, values: tuple, t: str, source: str, newer_only: bool,
+                seconds: float | None = None) -> None:
         """UPSERT the current answer and append the event. A web submission always replaces the answer (it is the
         latest, whatever the clock says); an imported one only when its timestamp is not older."""
         con.execute("INSERT INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (annotator, pair_id) DO UPDATE "
@@ -265,8 +271,8 @@ class Store:
                     + (" WHERE excluded.time >= answers.time" if newer_only else ""),
                     (annotator, pid, *values, t, t))
         con.execute("INSERT INTO events (time, annotator, pair_id, model_a, model_b, a_acceptable, b_acceptable, "
-                    "preference, flag, comment, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (t, annotator, pid, *values, source))
+                    "preference, flag, comment, source, seconds) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (t, annotator, pid, *values, source, seconds))
 
     def answer(self, annotator: str, pid: str) -> dict | None:
         with self._connect(write=False) as con:
@@ -333,7 +339,8 @@ class Store:
                 con.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (a.evaluator, a.timestamp))
                 pos = con.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM assignments WHERE annotator=?",
                                   (a.evaluator,)).fetchone()[0]
-                con.execute("INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)",
+                con.execute("INSERT OR IGNORE INTO assignments (annotator, pair_id, position, model_a, shown) "
+                            "VALUES (?, ?, ?, ?, ?)",
                             (a.evaluator, pid, pos, a.model_a, a.timestamp))
                 values = (a.model_a, a.model_b, a.completion_a_is_acceptable, a.completion_b_is_acceptable,
                           a.preference, "", "")
@@ -344,6 +351,14 @@ class Store:
                 self._record(con, a.evaluator, pid, values, a.timestamp, "import", newer_only=True)
                 added += 1
         return added
+
+
+def _seconds(since: str | None, until: str) -> float | None:
+    """Seconds between two of our timestamps (time on the page before a submission), None without a start."""
+    if not since:
+        return None
+    parse = lambda s: datetime.datetime.strptime(s, TIME_FORMAT)  # noqa: E731
+    return round((parse(until) - parse(since)).total_seconds(), 3)
 
 
 def _pair(row) -> Pair:
