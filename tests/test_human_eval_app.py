@@ -1,6 +1,7 @@
 """The annotators' app: request-level guards through Starlette's client, then the real thing in headless chromium
 against `python -m camel_jax.human_eval serve` as a subprocess (signed in, mouse and keyboard, back and change, a
 second annotator at once, hostile text, SIGKILL and restart, the database, its log and an export)."""
+import dataclasses
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from camel_jax.human_eval.__main__ import main
 from camel_jax.human_eval.app import create_app
 from camel_jax.human_eval.db import Store
-from camel_jax.human_eval.pairs import load_pairs
+from camel_jax.human_eval.pairs import load_pairs, pair_id
 
 from conftest import REPO, TEST_DATA
 
@@ -97,6 +98,10 @@ def test_pages_are_self_contained_and_escape_text(client):
         assert not re.search(r'(src|href)="(https?:)?//', html), path  # nothing from outside the package
     assert c.get("/static/app.js").status_code == 200 and c.get("/static/../db.py").status_code == 404
     assert c.get("/item/99").status_code == 404
+    progress = c.get("/progress").text  # the admin view: per-annotator counts and the overlap's coverage
+    assert "<td>ann</td><td>0</td><td>5</td><td>0</td>" in progress
+    assert "0 of 5 pairs answered at least once; 0 answered twice of the 2 meant for two annotators" in \
+        " ".join(progress.split())
 
 
 # --- the real server in the real browser -------------------------------------------------------------------------
@@ -190,6 +195,7 @@ def test_annotating_in_the_browser_survives_sigkill(browser, page, tmp_path):
         assert bob.text_content("#progress") == "0 / 2"  # overlap 0.4 of 5 pairs: 2 are for two people
         bob_shown = _shown(bob)
         _answer(bob, 1, keys=["a", "k", "3"])
+        bob.context.close()
 
         # Hostile completions render as text: nothing ran, the characters are on the page.
         hostile = next(k for k in range(1, 6) if page.goto(f"{url}/item/{k}") and
@@ -235,6 +241,7 @@ def test_annotating_in_the_browser_survives_sigkill(browser, page, tmp_path):
         out = tmp_path / "export.jsonl"
         assert main(["export", "--db", db, "--out", str(out)]) == 0  # while the server holds the database
         exported = [json.loads(line) for line in out.read_text().splitlines()]
+        assert exported == [dataclasses.asdict(a) for a in store.annotations()]
         assert len(exported) == 5 and {e["evaluator"] for e in exported} == {"ann", "bob"}
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", e["timestamp"]) for e in exported)
     finally:
@@ -243,6 +250,4 @@ def test_annotating_in_the_browser_survives_sigkill(browser, page, tmp_path):
 
 
 def _pid(a):
-    from camel_jax.human_eval.pairs import pair_id
-
     return pair_id(a.instance_id, a.model_a, a.model_b)
