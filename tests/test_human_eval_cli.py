@@ -6,11 +6,13 @@ import pytest
 
 from camel_jax.human_eval.__main__ import main
 from camel_jax.human_eval.db import Store
+from camel_jax.human_eval.pairs import load_pairs
 from camel_jax.human_eval.records import Annotation, read_annotations, write_annotations
 
 from conftest import TEST_DATA
 
 FIXTURE = str(TEST_DATA / "human_eval" / "pairs.jsonl")
+OI_EXCERPT = str(TEST_DATA / "human_eval" / "oi_annotations.excerpt.csv")  # open-instruct's released rows
 
 
 def _annotations():
@@ -40,14 +42,14 @@ def test_import_export_round_trip_in_both_formats(tmp_path, capsys):
     assert main(["import", "--db", db2, str(tmp_path / "again.jsonl")]) == 0  # the same records again
     assert "(0 new submissions in the log)" in capsys.readouterr().out
     assert len(Store(db2).events()) == 3
+    assert main(["import", "--db", str(tmp_path / "oi.sqlite"), OI_EXCERPT]) == 0  # a fresh db takes their text
+    assert len(Store(str(tmp_path / "oi.sqlite")).annotations()) == 7
 
 
 def test_imported_annotations_join_the_pairs_of_a_served_file(tmp_path, capsys):
     """An export of open-instruct's app (same completions) lands on the pairs loaded from the comparison file."""
     db = str(tmp_path / "s.sqlite")
     store = Store(db)
-    from camel_jax.human_eval.pairs import load_pairs
-
     pairs = load_pairs([FIXTURE])
     store.add_pairs(pairs)
     p = pairs[0]
@@ -58,6 +60,25 @@ def test_imported_annotations_join_the_pairs_of_a_served_file(tmp_path, capsys):
     assert store.count_pairs() == 5
     (got,) = store.annotations()
     assert got.prompt == p.prompt and got.model_a == p.model_2
+
+
+def test_open_instructs_released_annotations_import_as_they_were_made(tmp_path, capsys, shared_data):
+    """9 rows of open-instruct's eval_annotations_tulu_1.xlsx: two re-submissions (in its app the second one even
+    saw the sides swapped), two doubly annotated items, and a completion its spreadsheet turned into "#ERROR!"."""
+    db = str(tmp_path / "s.sqlite")
+    Store(db).add_pairs(load_pairs([str(shared_data / "tulu_human_eval" / "eval_instances_tulu_1.jsonl")]))
+    assert main(["import", "--db", db, OI_EXCERPT]) == 2
+    assert "error: annotation of 'al' on 'user_oriented_task_231:chatgpt|tulu_65B'" in capsys.readouterr().err
+    assert Store(db).events() == []  # refused whole
+    assert main(["import", "--db", db, OI_EXCERPT, "--keep_stored_text"]) == 0
+    assert "1 of them had other completions than the stored pairs" in capsys.readouterr().out
+    store = Store(db)
+    got = {(a.evaluator, a.instance_id): a for a in store.annotations()}
+    assert len(store.events()) == 9 and len(got) == 7 and store.count_pairs() == 996
+    yu = got[("yu", "user_oriented_task_143")]  # the later of its two submissions, with that one's sides
+    assert (yu.timestamp, yu.model_a) == ("2023-05-20 03:32:40", "chatgpt")
+    al = got[("al", "user_oriented_task_231")]
+    assert "#ERROR!" not in al.completion_a + al.completion_b and al.prompt
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -2,7 +2,7 @@
 
   serve  --db F.sqlite --pairs PAIRS.jsonl [--port 8080] [--host 127.0.0.1] [--overlap 0.2] [--batch 20]
          (or --pairs MODEL_A=out_a.jsonl --pairs MODEL_B=out_b.jsonl [--prompts generate_input.jsonl])
-  import --db F.sqlite ANNOTATIONS.jsonl|csv      (open-instruct's record schema, camel_jax/human_eval/records.py)
+  import --db F.sqlite ANNOTATIONS.jsonl|csv [--keep_stored_text]   (open-instruct's record schema, records.py)
   export --db F.sqlite --out F.jsonl|csv          (one record per annotator and pair: their latest answer)
   stats  --db F.sqlite [--annotation first|latest] [--json]
 
@@ -49,9 +49,14 @@ def cmd_import(args) -> int:
     from camel_jax.human_eval.records import read_annotations
 
     annotations = read_annotations(args.annotations)  # the whole file is checked before anything is written
-    added = _store(args.db, create=True).import_annotations(annotations)
+    store = _store(args.db, create=True)
+    differing = store.differing_text(annotations) if args.keep_stored_text else []
+    added = store.import_annotations(annotations, keep_stored_text=args.keep_stored_text)
     print(f"imported {len(annotations)} annotations from {args.annotations} into {args.db} ({added} new "
           f"submissions in the log)")
+    if differing:
+        print(f"{len(differing)} of them had other completions than the stored pairs; the stored text was kept "
+              f"(first: {differing[0].evaluator!r} on {differing[0].instance_id!r} at {differing[0].timestamp})")
     return 0
 
 
@@ -96,6 +101,8 @@ def parser() -> cli.ArgumentParser:
     i = sub.add_parser("import", help="add annotations from a .jsonl or .csv file (open-instruct's schema)")
     i.add_argument("--db", required=True)
     i.add_argument("annotations", help="ANNOTATIONS.jsonl or .csv")
+    i.add_argument("--keep_stored_text", action="store_true", help="accept records whose completions differ from "
+                   "the pairs already in --db (e.g. spreadsheet-mangled text) and keep the stored text")
     i.set_defaults(fn=cmd_import)
     e = sub.add_parser("export", help="write every annotator's latest answer per pair as .jsonl or .csv")
     e.add_argument("--db", required=True)

@@ -284,6 +284,13 @@ class Store:
         with self._connect(write=False) as con:
             return [dict(r) for r in con.execute("SELECT * FROM events ORDER BY id")]
 
+    def differing_text(self, annotations: list[Annotation]) -> list[Annotation]:
+        """The annotations whose completions differ from those of the stored pair they belong to."""
+        with self._connect(write=False) as con:
+            stored = {r["pair_id"]: _pair(r) for r in con.execute("SELECT * FROM pairs")}
+        return [a for a in annotations if pair_id(a.instance_id, a.model_a, a.model_b) in stored
+                and _differs(stored[pair_id(a.instance_id, a.model_a, a.model_b)], a)]
+
     def progress(self) -> list[dict]:
         """Per annotator: name, answered, assigned, flagged (the admin view and the CLI's summary)."""
         with self._connect(write=False) as con:
@@ -318,11 +325,13 @@ class Store:
                 preference=r["preference"], evaluator=r["annotator"], timestamp=r["time"], prompt=p.prompt))
         return out
 
-    def import_annotations(self, annotations: list[Annotation]) -> int:
+    def import_annotations(self, annotations: list[Annotation], keep_stored_text: bool = False) -> int:
         """Add annotations collected elsewhere (or exported from another study db): the pair is created from the
         record when unknown, the annotator and an assignment too (with the record's A side); the current answer is
-        replaced only by a newer timestamp; every record not already in the log is appended to it. One
-        transaction: a bad record leaves the database as it was. Returns the number of new log entries."""
+        replaced only by a newer timestamp; every record not already in the log is appended to it. A record whose
+        completions differ from the stored pair's is an error, unless `keep_stored_text` (the judgement is kept,
+        on the stored text: open-instruct's released spreadsheet turned 6 completions starting with "=" into
+        "#ERROR!"). One transaction: a bad record leaves the database as it was. Returns the new log entries."""
         added = 0
         with self._connect() as con:
             start = con.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM pairs").fetchone()[0]
@@ -332,10 +341,10 @@ class Store:
                 old = con.execute("SELECT * FROM pairs WHERE pair_id=?", (pid,)).fetchone()
                 if old is None:
                     start += self._add_pair(con, p, start)
-                elif _pair(old).completion(a.model_a) != a.completion_a or \
-                        _pair(old).completion(a.model_b) != a.completion_b:
+                elif _differs(_pair(old), a) and not keep_stored_text:
                     raise UsageError(f"annotation of {a.evaluator!r} on {pid!r} ({a.timestamp}) has other "
-                                     f"completions than the pair stored in {self.path}")
+                                     f"completions than the pair stored in {self.path} (--keep_stored_text "
+                                     f"keeps the judgement on the stored text)")
                 con.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (a.evaluator, a.timestamp))
                 pos = con.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM assignments WHERE annotator=?",
                                   (a.evaluator,)).fetchone()[0]
@@ -359,6 +368,10 @@ def _seconds(since: str | None, until: str) -> float | None:
         return None
     parse = lambda s: datetime.datetime.strptime(s, TIME_FORMAT)  # noqa: E731
     return round((parse(until) - parse(since)).total_seconds(), 3)
+
+
+def _differs(p: Pair, a: Annotation) -> bool:
+    return p.completion(a.model_a) != a.completion_a or p.completion(a.model_b) != a.completion_b
 
 
 def _pair(row) -> Pair:
