@@ -2,8 +2,9 @@
 `python -m camel_jax.human_eval import` reads, with the standard library only (no openpyxl/pandas).
 
 The sheet is open-instruct's export_db.py output saved by a spreadsheet program: timestamps became day serials
-(converted back to "%Y-%m-%d %H:%M:%S", rounded to the second) and 152 rows are empty (dropped). Six completions
-starting with "=" became "#ERROR!"; import them next to the pairs file with --keep_stored_text, or alone.
+(converted back to "%Y-%m-%d %H:%M:%S", rounded to the second) and 152 rows are empty (dropped). The completions
+of user_oriented_task_231 start with "=" and became "#ERROR!" / "#N/A" in its 3 records; import next to the pairs
+file with --keep_stored_text (the stored text is kept), or alone.
 
     git -C open-instruct show HEAD:human_eval/data/eval_annotations_tulu_1.xlsx > ann.xlsx
     python scripts/oi_annotations_to_csv.py ann.xlsx oi.csv

@@ -330,8 +330,8 @@ class Store:
         record when unknown, the annotator and an assignment too (with the record's A side); the current answer is
         replaced only by a newer timestamp; every record not already in the log is appended to it. A record whose
         completions differ from the stored pair's is an error, unless `keep_stored_text` (the judgement is kept,
-        on the stored text: open-instruct's released spreadsheet turned 6 completions starting with "=" into
-        "#ERROR!"). One transaction: a bad record leaves the database as it was. Returns the new log entries."""
+        on the stored text: open-instruct's released spreadsheet turned the completions of user_oriented_task_231,
+        which start with "=", into "#ERROR!" / "#N/A" in its 3 records). One transaction: a bad record leaves the database as it was. Returns the new log entries."""
         added = 0
         with self._connect() as con:
             start = con.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM pairs").fetchone()[0]
