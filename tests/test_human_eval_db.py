@@ -74,6 +74,9 @@ def test_overlap_share_is_annotated_by_two_and_nobody_twice(tmp_path):
     s.add_pairs(_pairs(20))
     s.set_overlap(0.25)
     assert s.coverage()["double_needed"] == 5
+    with sqlite3.connect(s.path) as con:  # the doubles are spread through the assignment order, not its head
+        needs = [n for (n,) in con.execute("SELECT need FROM pairs ORDER BY rank")]
+    assert needs[:5] != [2] * 5 and sum(needs) == 25
     for who in ("a", "b", "c"):
         s.sign_in(who)
     for _ in range(4):  # annotators come back for batches in turn until the pool is empty

@@ -11,7 +11,8 @@ an answer updates the one row per (annotator, pair) (UPSERT) while `events` keep
 can count the latest answer (`annotations()`) and the audit trail can count all of them, with the seconds each
 spent on the page (Label Studio's `lead_time`).
 
-Assignment: the pairs are put in one seeded random order; a share `overlap` of them (the first in that order) is
+Assignment: the pairs are put in one seeded random order; a share `overlap` of them, drawn by a second seeded hash
+(so they are spread through that order, and a study stopped early still has about that share doubly annotated), is
 needed by two annotators, the rest by one. An annotator is topped up to `batch` unanswered items from that order,
 skipping pairs they hold or that have all their annotators, inside one write transaction, so two people signing in
 at once never take the same single-annotator pair.
@@ -158,15 +159,15 @@ class Store:
             return con.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
 
     def set_overlap(self, overlap: float) -> None:
-        """A share `overlap` of the pairs (the first in the seeded order) needs two annotators, the rest one."""
+        """A share `overlap` of the pairs (chosen by a seeded hash) needs two annotators, the rest one."""
         if not 0.0 <= overlap <= 1.0:
             raise UsageError(f"--overlap {overlap}: expected a share between 0 and 1")
         with self._connect() as con:
-            n = con.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
-            doubles = round(overlap * n)
+            ids = sorted((r[0] for r in con.execute("SELECT pair_id FROM pairs")),
+                         key=lambda pid: _hash(self.seed, "double", pid))
+            doubles = ids[:round(overlap * len(ids))]
             con.execute("UPDATE pairs SET need=1")
-            con.execute("UPDATE pairs SET need=2 WHERE pair_id IN (SELECT pair_id FROM pairs ORDER BY rank LIMIT ?)",
-                        (doubles,))
+            con.executemany("UPDATE pairs SET need=2 WHERE pair_id=?", [(pid,) for pid in doubles])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('overlap', ?)", (str(overlap),))
 
     # -- annotators and sessions ---------------------------------------------------------------------------------
