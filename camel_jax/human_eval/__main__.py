@@ -41,6 +41,9 @@ def cmd_serve(args) -> int:
     store.set_overlap(args.overlap)
     print(f"human_eval: {store.count_pairs()} pairs in {args.db} ({new} new), overlap {args.overlap}; serving "
           f"on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"human_eval: warning: --host {args.host} lets anyone who can reach it sign in under any name (there "
+              f"are no passwords) over plain HTTP; put it behind an authenticating proxy", file=sys.stderr)
     serve(store, args.host, args.port, args.batch)
     return 0
 
