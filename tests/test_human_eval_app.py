@@ -48,10 +48,11 @@ def test_every_post_needs_its_csrf_token(client):
     assert c.post("/login", data={"name": "ann"}).status_code == 403  # no token
     c.get("/login")
     assert c.post("/login", data={"name": "ann", "csrf": "guessed"}).status_code == 403  # not the cookie's
+    assert c.post("/login", data={"name": "ann", "csrf": "é"}).status_code == 403  # not a 500
     page = _sign_in(c).text
     good, pid = CSRF.search(page).group(1), PAIR.search(page).group(1)
     answer = {"pair_id": pid, "a": "yes", "b": "no", "preference": "tie"}
-    for data in (answer, {**answer, "csrf": "x" + good}):
+    for data in (answer, {**answer, "csrf": "x" + good}, {**answer, "csrf": "jeton-étranger"}):
         r = c.post("/item/1", data=data)
         assert r.status_code == 403 and "CSRF" in r.text
     assert c.post("/logout", data={}).status_code == 403

@@ -48,6 +48,11 @@ class Forbidden(Exception):
     pass
 
 
+def same(given: str, expected: str) -> bool:
+    """Constant-time token comparison (as bytes: compare_digest refuses non-ASCII str with a TypeError)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 async def form(request: Request) -> dict[str, str]:
     """The url-encoded body as {field: last value}; parsed here, so no multipart package is needed."""
     body = await request.body()
@@ -86,7 +91,7 @@ def create_app(store: Store, batch: int = 20) -> FastAPI:
         s = who(request)
         if s is None:
             raise Forbidden("not signed in")
-        if not secrets.compare_digest(data.get("csrf", ""), s[1]):
+        if not same(data.get("csrf", ""), s[1]):
             raise Forbidden("CSRF token missing or wrong; reload the page")
         return s[0]
 
@@ -103,21 +108,24 @@ def create_app(store: Store, batch: int = 20) -> FastAPI:
     def index(request: Request):
         return to("/next" if who(request) else "/login")
 
-    @app.get("/login")
-    def login_page(request: Request, error: str = ""):
+    def login_page(error: str = "") -> HTMLResponse:
         token = secrets.token_urlsafe(24)
         r = page("login.html", csrf=token, error=error, status=400 if error else 200)
         r.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict")
         return r
 
+    @app.get("/login")
+    def login_form():
+        return login_page()
+
     @app.post("/login")
     def login(request: Request, data: dict = Depends(form)):
         cookie = request.cookies.get(LOGIN_COOKIE, "")
-        if not cookie or not secrets.compare_digest(data.get("csrf", ""), cookie):
+        if not cookie or not same(data.get("csrf", ""), cookie):
             raise Forbidden("CSRF token missing or wrong; reload the sign-in page")
         name = data.get("name", "").strip()
         if not NAME.fullmatch(name):
-            return login_page(request, error="A name is 1 to 64 letters, digits, spaces or . @ - _")
+            return login_page(error="A name is 1 to 64 letters, digits, spaces or . @ - _")
         token, _ = store.sign_in(name)
         r = to("/next")
         r.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict")
