@@ -1,6 +1,7 @@
 """`python -m camel_jax.human_eval`: import/export round trips in both formats, errors as one `prog: error:` line
 naming the file and line (exit 2), and `stats` (skipped until camel_jax.human_eval.stats exists)."""
 import json
+import socket
 
 import pytest
 
@@ -92,6 +93,8 @@ def test_open_instructs_released_annotations_import_as_they_were_made(tmp_path, 
     (["import", "--db", "{tmp}/x.sqlite", "{tmp}/a.txt"], "human_eval import: error: {tmp}/a.txt: expected a .jsonl"),
     (["stats", "--db", "{tmp}/x.sqlite", "--annotation", "median"], "human_eval stats: error: argument --annotation"),
     (["export", "--db", "x", "--output", "y"], "human_eval export: error: unrecognized flag --output"),
+    (["serve", "--db", "{tmp}/x.sqlite", "--pairs", FIXTURE, "--port", "{busy}"],
+     "human_eval serve: error: --host 127.0.0.1 --port {busy}: cannot listen there (Address already in use)"),
 ])
 def test_mistakes_are_one_line_naming_the_file_and_line(tmp_path, capsys, argv, expected):
     bad = tmp_path / "pairs.jsonl"
@@ -99,13 +102,18 @@ def test_mistakes_are_one_line_naming_the_file_and_line(tmp_path, capsys, argv, 
     rows = [json.dumps({**a.__dict__}) for a in _annotations()[:2]]
     badann = tmp_path / "ann.jsonl"
     badann.write_text(rows[0] + "\n" + rows[1].replace('"tie"', '"draw"') + "\n")
-    fill = dict(tmp=tmp_path, bad=bad, badann=badann)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    fill = dict(tmp=tmp_path, bad=bad, badann=badann, busy=busy.getsockname()[1])
     argv = [a.format(**fill) for a in argv]
     code = None
     try:
         code = main(argv)
     except SystemExit as e:
         code = e.code
+    finally:
+        busy.close()
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith(expected.format(**fill)) and err.count("\n") == 1

@@ -25,6 +25,21 @@ def _store(path: str, create: bool):
     return Store(path)
 
 
+def _check_address(host: str, port: int) -> None:
+    """A taken port or unknown host as one line now, not uvicorn's log and exit 1 after the pairs are loaded."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise cli.UsageError(f"--port {port}: expected 1-65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise cli.UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+
+
 def cmd_serve(args) -> int:
     from camel_jax.human_eval.app import serve
     from camel_jax.human_eval.pairs import load_pairs
@@ -33,6 +48,7 @@ def cmd_serve(args) -> int:
         raise cli.UsageError(f"--overlap {args.overlap}: expected a share between 0 and 1")
     if args.batch < 1:
         raise cli.UsageError(f"--batch {args.batch}: expected at least 1")
+    _check_address(args.host, args.port)
     pairs = load_pairs(args.pairs, args.prompts) if args.pairs else None  # all checked before the db is touched
     store = _store(args.db, create=True)
     new = store.add_pairs(pairs) if pairs else 0
