@@ -6,7 +6,8 @@ mistake cannot run a completion's `<script>`. Texts are escaped by Jinja's autoe
 (pre-wrap). Which model is A comes from the database (`Store.side_a`), never from the form; every POST carries the
 session's CSRF token (the sign-in form a double-submit cookie), and the reply comes only after the answer is
 committed. There are no passwords and no admin account: a name identifies an annotator, as in open-instruct's
-study, but nobody can sign up someone else's answers without their session cookie.
+study, so anyone who can reach the server can sign in under any name. That is why it binds to 127.0.0.1 unless
+told otherwise (and `serve` warns when it is): beyond one machine, put it behind an authenticating proxy.
 """
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def read_comparisons(path: str) -> list[Pair]:
     return pairs
 
 
-def _prompt_of(value, where: str) -> str:
+def _prompt_of(value) -> str:
     """A prompt as the annotator reads it: raw text as-is; a generate `messages` conversation, one turn per block."""
     if isinstance(value, str):
         return value
@@ -146,7 +146,7 @@ def read_prompts(path: str) -> dict[str, str]:
 
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
-    return {str(rid): _prompt_of(p, f"{path}:{n}") for n, rid, p in read_input(path)}
+    return {str(rid): _prompt_of(p) for _, rid, p in read_input(path)}
 
 
 def _named(spec: str) -> tuple[str, str]:
