@@ -122,6 +122,14 @@ def test_bad_selection_and_timestamp_are_named():
         stats.summarize(bad)
 
 
+def test_offset_timestamps_sort_with_naive_ones():
+    # 10:00:04+01:00 is 09:00:04 UTC, before y's 10:00:02: x's answer is the first, not the latest
+    early = dataclasses.replace(CRAFTED[2], timestamp="2024-01-01 10:00:04+01:00", instance_id="i9")
+    late = dataclasses.replace(CRAFTED[3], instance_id="i9")
+    p = stats.summarize([late, early], "first", n_resamples=50)["pairs"][0]
+    assert p["annotators"] == ["x", "y"] and p["preference"]["counts"]["tie"] == 1  # x's tie counts
+
+
 def test_render_text_names_every_figure():
     text = stats.render_text(stats.summarize(CRAFTED, n_resamples=200))
     assert "alpha vs beta: 3 items, 5 annotations by 2 annotators" in text

@@ -1,39 +1,54 @@
 """`python -m camel_jax.report`: evaluation folders laid out as camel_jax.evaluate writes them (run.json, per task
 predictions.jsonl, metrics.json and run.json) and annotations as the app exports them, built into one page that a
 real headless chromium shows with its table and charts; hostile names stay text; bad input is one error line."""
-import json
 import pathlib
 
 import numpy as np
 import pytest
 
-from camel_jax.evaluate import registry
+from camel_jax.evaluate import records as R
+from camel_jax.evaluate import registry, run
 from camel_jax.human_eval.records import Annotation, write_annotations
 from camel_jax.report import results
 from camel_jax.report.__main__ import main
 
-HOSTILE = "<img src=x onerror=\"window.pwned=1\">$x$"
+# Markup that would run if unescaped, and matplotlib mathtext that would fail the chart if not escaped.
+HOSTILE = "<img src=x onerror=\"window.pwned=1\">$\\undefinedcmd$"
 # TÜLU 7B's published row (the model card's, open_instruct.md §5): a folder holding exactly these scores must
 # reproduce the card's Average, 33.1.
 TULU_7B = (44.5, 47.0, 6.0, 27.0, 38.1, 39.2, 45.7, 7.7, 17.5, 27.8, 48.3)
 
 
 def write_eval_folder(out: pathlib.Path, checkpoint: str, scores: dict, subset: dict = ()):
-    """The files `python -m camel_jax.evaluate --out OUT` leaves (evaluate/records.py's layout)."""
-    out.mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps({"protocol": "fixed", "checkpoint": f"/ckpts/{checkpoint}",
-                                              "chat_format": "tulu", "max_new_tokens": 512, "dtype": "bfloat16"}))
+    """The files `python -m camel_jax.evaluate --out OUT` leaves (evaluate/records.py's layout), each setting's
+    metrics.json holding `scores[column]` as its metric."""
+    R.check_identity(str(out), {"protocol": "fixed", "checkpoint": f"/ckpts/{checkpoint}", "chat_format": "tulu",
+                                "max_new_tokens": 512, "dtype": "bfloat16"})
     for s in registry.SETTINGS.values():
         if s.column not in scores:
             continue
-        d = out / s.name
-        d.mkdir()
         n, items = dict(subset).get(s.column, (10, 10))
-        (d / "predictions.jsonl").write_text("".join(json.dumps({"id": f"{s.name}-{i}", "prompt": "p", "correct": True})
-                                                     + "\n" for i in range(n)))
-        (d / "metrics.json").write_text(json.dumps({s.metric: scores[s.column], "complete": True, "records": n,
-                                                    "selected": n}))
-        (d / "run.json").write_text(json.dumps({"task": s.name, "counts": {"items": items, "selected": n}}))
+        with R.Appender(str(out / s.name / R.PREDICTIONS)) as f:
+            for i in range(n):
+                f.write({"id": f"{s.name}-{i}", "prompt": "p", "correct": True})
+        R.write_json(str(out / s.name / R.METRICS), {s.metric: scores[s.column], "records": n, "selected": n})
+        R.write_json(str(out / s.name / R.RUN_FILE), {"task": s.name, "counts": {"items": items, "selected": n}})
+
+
+def scored_eval_folder(out: pathlib.Path, checkpoint: str):
+    """MMLU 0-shot (2 of 5 right: 40.0) and GSM CoT (1 of 5 right on a 5-of-200 subset: 20.0) scored by
+    camel_jax.evaluate's own score_task from saved predictions, as `evaluate rescore` does."""
+    R.check_identity(str(out), {"protocol": "fixed", "checkpoint": f"/ckpts/{checkpoint}", "chat_format": "tulu",
+                                "max_new_tokens": 512, "dtype": "bfloat16"})
+    meta = {"subject": "anatomy", "subcategory": "health", "category": "other", "shots": 0, "shots_asked": 0}
+    for name, answers, gold, items, extra in (("mmlu_0shot", "AABCD", "AADDA", 5, {"meta": meta}),
+                                             ("gsm_cot", "12345", "19999", 200, {})):
+        ids = [f"{name}-{i}" for i in range(5)]
+        with R.Appender(str(out / name / R.PREDICTIONS)) as f:
+            for i, a, g in zip(ids, answers, gold):
+                f.write({"id": i, "prompt": "p", "answer": a, "gold": g, "correct": a == g, **extra})
+        R.write_json(str(out / name / R.RUN_FILE), {"task": name, "counts": {"items": items, "selected": 5}})
+        run.score_task(str(out), registry.SETTINGS[name], ids)
 
 
 def human_file(path: pathlib.Path) -> pathlib.Path:
@@ -59,8 +74,7 @@ def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     columns = [c for c, _ in results.table.COLUMNS]
     write_eval_folder(base / "full", "tulu-7b-replica", dict(zip(columns, TULU_7B)))
-    write_eval_folder(base / "partial", HOSTILE, {"MMLU 0-shot": 40.0, "GSM CoT": 20.0},
-                      subset={"GSM CoT": (5, 200)})
+    scored_eval_folder(base / "partial", HOSTILE)
     out = base / "site" / "report.html"
     rc = main(["--results", str(base / "full"), str(base / "partial"), "--human", str(human_file(base / "h.jsonl")),
                "--out", str(out), "--n_resamples", "200"])

@@ -31,7 +31,9 @@ SCALE = ("clearly_better", "slightly_better", "tie", "slightly_worse", "clearly_
 
 def _time(a: Annotation) -> datetime.datetime:
     try:
-        return datetime.datetime.fromisoformat(a.timestamp)
+        t = datetime.datetime.fromisoformat(a.timestamp)
+        # an offset-aware time is compared in UTC with the naive ones (taken as UTC) instead of failing to sort
+        return t.astimezone(datetime.timezone.utc).replace(tzinfo=None) if t.tzinfo else t
     except ValueError:
         raise UsageError(f"annotation of {a.instance_id!r} by {a.evaluator!r}: timestamp {a.timestamp!r} is not "
                          f"YYYY-MM-DD HH:MM:SS[.ffffff]") from None
