@@ -130,6 +130,13 @@ def test_offset_timestamps_sort_with_naive_ones():
     assert p["annotators"] == ["x", "y"] and p["preference"]["counts"]["tie"] == 1  # x's tie counts
 
 
+def test_no_annotations():
+    s = stats.summarize([])
+    assert s["pairs"] == [] and stats.render_text(s).endswith("no annotations\n")
+    with pytest.raises(UsageError, match="--n_resamples 0"):
+        stats.summarize(CRAFTED, n_resamples=0)
+
+
 def test_render_text_names_every_figure():
     text = stats.render_text(stats.summarize(CRAFTED, n_resamples=200))
     assert "alpha vs beta: 3 items, 5 annotations by 2 annotators" in text

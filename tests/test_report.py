@@ -133,6 +133,11 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys):
     write_eval_folder(tmp_path / "ok", "m", {"MMLU 0-shot": 1.0})
     assert main(["--results", str(tmp_path / "ok"), "--human", str(bad), "--out", str(tmp_path / "r.html")]) == 2
     assert f"{bad}:1: missing field 'model_a'" in capsys.readouterr().err
+    good = human_file(tmp_path / "good.jsonl")
+    assert main(["--results", str(tmp_path / "ok"), "--human", str(good), "--out", str(tmp_path / "r.html"),
+                 "--n_resamples", "0"]) == 2
+    assert "--n_resamples 0: must be at least 1" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))  # nothing drawn before every input was checked
     (tmp_path / "h.txt").write_text("")
     assert main(["--results", str(tmp_path / "ok"), "--human", str(tmp_path / "h.txt"), "--out",
                  str(tmp_path / "r.html")]) == 2

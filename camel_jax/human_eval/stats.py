@@ -131,13 +131,18 @@ def summarize_pair(pair: tuple[str, str], items: dict[str, list[Annotation]], an
     }
 
 
-def summarize(annotations: list[Annotation], annotation: str = "first", seed: int = 0,
-              n_resamples: int = 9999) -> dict:
-    """Every model pair's statistics, JSON-serialisable (lists, dicts, floats, None)."""
+def check(annotation: str, n_resamples: int) -> None:
+    """The options' errors, named as the commands' flags (so a CLI can check before any work)."""
     if annotation not in SELECTIONS:
         raise UsageError(f"--annotation {annotation!r}: expected one of {', '.join(SELECTIONS)}")
     if n_resamples < 1:
-        raise UsageError(f"n_resamples {n_resamples}: must be at least 1")
+        raise UsageError(f"--n_resamples {n_resamples}: must be at least 1")
+
+
+def summarize(annotations: list[Annotation], annotation: str = "first", seed: int = 0,
+              n_resamples: int = 9999) -> dict:
+    """Every model pair's statistics, JSON-serialisable (lists, dicts, floats, None)."""
+    check(annotation, n_resamples)
     pairs = items_by_pair(annotations)
     kept = sum(len(anns) for items in pairs.values() for anns in items.values())
     return {"annotation": annotation, "seed": seed, "n_resamples": n_resamples, "confidence": CONFIDENCE,

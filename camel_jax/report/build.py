@@ -42,7 +42,12 @@ def build(results_dirs: list[str], out: str, human: str | None = None, annotatio
         if not os.path.isdir(d):
             raise UsageError(f"--results {d}: no such folder")
     rows = results.evaluated_rows(results_dirs)
-    annotations = read_human(human) if human is not None else None  # every input checked before drawing
+    annotations = None
+    if human is not None:  # every input checked before anything is drawn
+        from camel_jax.human_eval import stats
+
+        stats.check(annotation, n_resamples)
+        annotations = read_human(human)
     published, source = results.published()
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
@@ -50,8 +55,6 @@ def build(results_dirs: list[str], out: str, human: str | None = None, annotatio
     bench = [charts.benchmark_chart(rows + published, g, f"{stem}_{g}.png") for g in table.GROUPS]
     human_part = None
     if annotations is not None:
-        from camel_jax.human_eval import stats
-
         summary = stats.summarize(annotations, annotation, seed=seed, n_resamples=n_resamples)
         figures = []
         if summary["pairs"]:
