@@ -48,6 +48,8 @@ def test_first_counts_each_items_earliest_annotator_after_replacing_resubmission
     # alpha acceptable: i1 x yes, i2 y yes, i3 no -> 2/3; beta: i1 x no, i2 y yes, i3 yes -> 2/3
     assert p["acceptance"]["alpha"]["accepted"] == 2 and p["acceptance"]["beta"]["accepted"] == 2
     assert p["both_acceptable"] == pytest.approx(1 / 3) and p["neither_acceptable"] == 0
+    # paired per item alpha − beta: i1 1 − 0, i2 1 − 1, i3 0 − 1 -> mean 0
+    assert p["acceptance_difference"]["value"] == 0
 
 
 def test_latest_counts_each_items_most_recent_annotation():
@@ -166,6 +168,7 @@ def test_open_instructs_released_annotations_give_its_own_figures():
     assert r1(chat["acceptance"]["tulu_65B"]["rate"]) == 79.2 and r1(chat["acceptance"]["chatgpt"]["rate"]) == 90.1
     assert [r1(x) for x in chat["acceptance"]["tulu_65B"]["ci95"]] == [74.5, 83.2]
     assert [r1(x) for x in chat["acceptance"]["chatgpt"]["ci95"]] == [86.4, 92.8]
+    assert r1(chat["acceptance_difference"]["value"]) == 10.8  # the anchors' paired difference, −10.8 from 65B
     assert r1(seven["acceptance"]["tulu_7B"]["rate"]) == 68.7 and r1(human["acceptance"]["tulu_65B"]["rate"]) == 81.3
     # chatgpt's view: clearly better 19.9, slightly 19.3, tie 33.1, slightly worse 20.5, clearly worse 7.2
     assert [r1(chat["preference"]["shares"][k]) for k in stats.SCALE] == [19.9, 19.3, 33.1, 20.5, 7.2]

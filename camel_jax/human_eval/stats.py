@@ -109,6 +109,9 @@ def summarize_pair(pair: tuple[str, str], items: dict[str, list[Annotation]], an
     for m, model in enumerate(pair):
         k = sum(c["accept"][m] for c in chosen)
         acceptance[model] = {"accepted": k, "n": n, "rate": k / n, "ci95": wilson(k, n)}
+    # paired over items (both answers come from the same annotation): first model's rate minus the second's
+    diff = np.array([float(c["accept"][0]) - float(c["accept"][1]) for c in chosen])
+    difference = {"value": float(np.mean(diff)), "ci95": bootstrap_ci(diff, seed, n_resamples)}
     both = sum(c["accept"][0] and c["accept"][1] for c in chosen)
     neither = sum(not c["accept"][0] and not c["accept"][1] for c in chosen)
     scale = {name: int(np.sum(scores == s)) for name, s in zip(SCALE, (2, 1, 0, -1, -2))}
@@ -122,7 +125,7 @@ def summarize_pair(pair: tuple[str, str], items: dict[str, list[Annotation]], an
         "models": list(pair), "view": ref, "n_items": n,
         "n_annotations": sum(len(a) for a in judged.values()),
         "annotators": sorted({a["evaluator"] for anns in judged.values() for a in anns}),
-        "acceptance": acceptance, "both_acceptable": both / n, "neither_acceptable": neither / n,
+        "acceptance": acceptance, "acceptance_difference": difference, "both_acceptable": both / n, "neither_acceptable": neither / n,
         "preference": {"counts": scale, "shares": {k: v / n for k, v in scale.items()}},
         "outcome": outcome,
         "agreement": {"percent": agreement.percent(multi),
@@ -174,6 +177,10 @@ def render_text(summary: dict) -> str:
                       f"{len(p['annotators'])} annotators"]
         for model, acc in p["acceptance"].items():
             lines.append(f"  acceptable  {model}: {_pct(acc['rate'])}{_ci(acc['ci95'])} ({acc['accepted']}/{acc['n']})")
+        d = p["acceptance_difference"]
+        lines.append(f"  acceptance difference {ref} - {other}: {100 * d['value']:+.1f} points"
+                     + ("" if d["ci95"] is None else f" [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+                     + " (paired over items)")
         lines.append(f"  both acceptable {_pct(p['both_acceptable'])}, neither {_pct(p['neither_acceptable'])}")
         shares = p["preference"]["shares"]
         lines.append(f"  preference ({ref}'s view): " + ", ".join(

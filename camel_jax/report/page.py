@@ -86,6 +86,10 @@ def human_tables(summary: dict) -> str:
         first, second = p["models"]
         acc = "".join(f"<tr><td>{e(m)} acceptable</td><td>{_pct(a['rate'])}{_ci(a['ci95'])} "
                       f"({a['accepted']}/{a['n']})</td></tr>" for m, a in p["acceptance"].items())
+        d = p["acceptance_difference"]
+        acc += (f"<tr><td>acceptance {e(first)} &minus; {e(second)} (paired over items)</td><td>{100 * d['value']:+.1f} points"
+                + ("" if d["ci95"] is None else f" [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+                + "</td></tr>")
         shares = p["preference"]["shares"]
         pref = ", ".join(f"{k.replace('_', ' ')} {_pct(shares[k])}" for k in SCALE)
         o = p["outcome"]
