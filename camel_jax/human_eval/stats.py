@@ -100,7 +100,7 @@ def _compared(anns: list[dict], annotation: str) -> tuple[dict, dict]:
 
 def summarize_pair(pair: tuple[str, str], items: dict[str, list[Annotation]], annotation: str, seed: int,
                    n_resamples: int) -> dict:
-    ref, other = pair
+    ref = pair[0]
     judged = {i: [oriented(a, ref) for a in anns] for i, anns in items.items()}
     chosen = [anns[0] if annotation == "first" else anns[-1] for anns in judged.values()]
     n = len(chosen)
@@ -125,7 +125,8 @@ def summarize_pair(pair: tuple[str, str], items: dict[str, list[Annotation]], an
         "models": list(pair), "view": ref, "n_items": n,
         "n_annotations": sum(len(a) for a in judged.values()),
         "annotators": sorted({a["evaluator"] for anns in judged.values() for a in anns}),
-        "acceptance": acceptance, "acceptance_difference": difference, "both_acceptable": both / n, "neither_acceptable": neither / n,
+        "acceptance": acceptance, "acceptance_difference": difference,
+        "both_acceptable": both / n, "neither_acceptable": neither / n,
         "preference": {"counts": scale, "shares": {k: v / n for k, v in scale.items()}},
         "outcome": outcome,
         "agreement": {"percent": agreement.percent(multi),

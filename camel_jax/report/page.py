@@ -87,7 +87,8 @@ def human_tables(summary: dict) -> str:
         acc = "".join(f"<tr><td>{e(m)} acceptable</td><td>{_pct(a['rate'])}{_ci(a['ci95'])} "
                       f"({a['accepted']}/{a['n']})</td></tr>" for m, a in p["acceptance"].items())
         d = p["acceptance_difference"]
-        acc += (f"<tr><td>acceptance {e(first)} &minus; {e(second)} (paired over items)</td><td>{100 * d['value']:+.1f} points"
+        acc += (f"<tr><td>acceptance {e(first)} &minus; {e(second)} (paired over items)</td>"
+                f"<td>{100 * d['value']:+.1f} points"
                 + ("" if d["ci95"] is None else f" [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
                 + "</td></tr>")
         shares = p["preference"]["shares"]
