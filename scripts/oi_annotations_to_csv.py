@@ -51,9 +51,9 @@ def read_sheet(path: str) -> list[list[str]]:
     return rows
 
 
-def main(src: str, dst: str) -> None:
+def judgements(src: str) -> tuple[list[str], list[dict], int]:
+    """The sheet's header, its judgement records (timestamps back to text) and its row count."""
     header, *rows = read_sheet(src)
-    at = header.index("timestamp")
     out = []
     for row in rows:
         row = row + [""] * (len(header) - len(row))
@@ -67,11 +67,16 @@ def main(src: str, dst: str) -> None:
         except ValueError:
             pass  # already text
         out.append(record)
+    return header, out, len(rows)
+
+
+def main(src: str, dst: str) -> None:
+    header, out, n_rows = judgements(src)
     with open(dst, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
         writer.writerows(out)
-    print(f"{len(out)} judgements of {len(rows)} rows -> {dst} (timestamp column {at})")
+    print(f"{len(out)} judgements of {n_rows} rows -> {dst}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """`python -m camel_jax.human_eval`: import/export round trips in both formats, errors as one `prog: error:` line
-naming the file and line (exit 2), and `stats` (skipped until camel_jax.human_eval.stats exists)."""
+naming the file and line (exit 2), and `stats`."""
 import json
 import socket
 
@@ -120,8 +120,8 @@ def test_mistakes_are_one_line_naming_the_file_and_line(tmp_path, capsys, argv, 
 
 
 def test_stats_prints_the_summary_of_the_database(tmp_path, capsys):
-    stats = pytest.importorskip("camel_jax.human_eval.stats", reason="camel_jax.human_eval.stats is built in "
-                                "parallel (issue 13 item 3); the lead removes this skip after merging")
+    from camel_jax.human_eval import stats
+
     db = str(tmp_path / "s.sqlite")
     Store(db).import_annotations(_annotations())
     annotations = Store(db).annotations()
