@@ -35,6 +35,9 @@ def test_auto_detection_reads_the_environment(monkeypatch):
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1v-0,t1v-1")
     assert D._auto_cluster() == "TPU pod"
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+    monkeypatch.setattr(D.camel_jax, "tpu_chips", lambda: 4)  # a TPU VM whose environment names no other worker
+    assert D._auto_cluster() == "TPU VM"
+    monkeypatch.setattr(D.camel_jax, "tpu_chips", lambda: 0)
     for var, value in zip(D.SLURM_VARS, ("7", "node[001-004]", "4", "2", "0")):  # what srun sets in a 4-task step
         monkeypatch.setenv(var, value)
     assert D._auto_cluster() == "SLURM"

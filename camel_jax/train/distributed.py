@@ -1,6 +1,8 @@
 """Multi-process start-up (`jax.distributed.initialize`) and the per-process part of the global batch.
 
-On TPU pods (and SLURM/Open MPI clusters) JAX finds the coordinator itself, so the run only has to ask; GPU clusters
+On TPU pods (and SLURM/Open MPI clusters) JAX finds the coordinator itself, so the run only has to ask — on every
+TPU VM (a host with TPU chips), since its environment need not name the other workers (JAX asks the metadata server,
+and a one-host slice is a one-process cluster); GPU clusters
 without a scheduler JAX knows pass `--coordinator_address host:port --num_processes N --process_id i` on every host,
 or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (flags win), which suits launchers that set
 per-process environments. Under SLURM, JAX reads the coordinator (the step's first node), the task count and the
@@ -15,6 +17,8 @@ import os
 
 import jax
 import numpy as np
+
+import camel_jax
 
 
 class DistributedError(ValueError):
@@ -42,6 +46,8 @@ def _auto_cluster() -> str | None:
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if "," in hosts or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"):
         return "TPU pod"
+    if camel_jax.tpu_chips() > 0:  # a Cloud TPU VM: JAX reads the slice's workers from the metadata server
+        return "TPU VM"
     if _env_int("SLURM_NTASKS", 1) > 1:
         missing = [v for v in SLURM_VARS if v not in os.environ]
         if missing:
