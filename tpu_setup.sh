@@ -9,11 +9,13 @@
 # OPTIONS: --dry_run      print every command (shell-quoted, one per line) instead of running it
 #          --project=P    passed to gcloud as --project=P
 #          --allow_dirty  ship HEAD although tracked files have uncommitted changes (those are NOT shipped)
+#          --python=PY    the workers' Python (>= 3.11; default: the first of python3.13, 3.12, 3.11, python3 that is)
 #
 # `install` packs HEAD with `git archive` (committed files only: no data, runs or .git), copies it to every worker
-# (`gcloud compute tpus tpu-vm scp --worker=all`), unpacks it as ~/camel_jax-<commit> and pip installs it there with
-# its `tpu` extra, i.e. the jax[tpu] pinned in pyproject.toml. `train` and `run` cd into the folder of the checkout's
-# current HEAD, so a run uses exactly the code that was installed (and says so if that commit is not installed).
+# (`gcloud compute tpus tpu-vm scp --worker=all`), unpacks it as ~/camel_jax-<commit> and pip installs it into that
+# folder's own virtualenv (.venv) with its `tpu` extra, i.e. the jax[tpu] pinned in pyproject.toml. `train` and `run`
+# run in the folder of the checkout's current HEAD with that venv first on PATH, so a run uses exactly the code that
+# was installed (and says so if that commit is not installed).
 # Arguments keep their quoting: each is quoted once for the worker's shell (printf %q), never re-split.
 # TPU VMs start jax.distributed themselves (camel_jax.train joins the slice), so the same command runs on every host.
 #
@@ -30,13 +32,14 @@ prog="tpu_setup.sh"
 fail() { echo "$prog: error: $*" >&2; exit 2; }
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
-dry_run=0 allow_dirty=0 project=()
+dry_run=0 allow_dirty=0 project=() python=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry_run) dry_run=1 ;;
     --allow_dirty) allow_dirty=1 ;;
     --project=*) project=("--project=${1#--project=}") ;;
     --project) [ $# -ge 2 ] || fail "--project needs a value"; project=("--project=$2"); shift ;;
+    --python=*) python=${1#--python=} ;;
     --help|-h) usage ;;
     --*) fail "unrecognized flag $1 (see --help)" ;;
     *) break ;;
@@ -49,10 +52,24 @@ do_cmd() {
   if [ "$dry_run" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-install_here() {  # on a worker, inside the unpacked archive: the project and its pinned `tpu` extra
-  do_cmd python3 -m pip install --upgrade pip
-  do_cmd python3 -m pip install "${here}[tpu]"
-  do_cmd python3 -c "import jax, libtpu; print('camel_jax installed from ${here}: jax', jax.__version__, 'libtpu', libtpu.__version__)"
+pick_python() {  # the first interpreter >= 3.11 (TPU VM images have shipped 3.10 as python3)
+  local py
+  for py in ${python:-python3.13 python3.12 python3.11 python3}; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return
+    fi
+  done
+  fail "$(hostname): no Python >= 3.11 among ${python:-python3.13 python3.12 python3.11 python3} (camel_jax needs" \
+       "3.11+); e.g. sudo apt-get install -y python3.11 python3.11-venv, or pass --python=PY"
+}
+
+install_here() {  # on a worker, inside the unpacked archive: a venv with the project and its pinned `tpu` extra
+  local py
+  py=$(pick_python)
+  do_cmd "$py" -m venv "$here/.venv"
+  do_cmd "$here/.venv/bin/python" -m pip install --upgrade pip
+  do_cmd "$here/.venv/bin/python" -m pip install "${here}[tpu]"
+  do_cmd "$here/.venv/bin/python" -c "import jax, libtpu; print('camel_jax installed in ${here}/.venv: jax', jax.__version__, 'libtpu', libtpu.__version__)"
 }
 
 # The commit everything is pinned to: this checkout's HEAD (refusing uncommitted changes unless --allow_dirty).
@@ -76,9 +93,10 @@ ssh_all() {  # remote-command
   do_cmd gcloud compute tpus tpu-vm ssh "$name" "--zone=$zone" --worker=all "${project[@]}" "--command=$1"
 }
 
-# The worker-side prefix of train/run: into the pinned commit's folder, or a clear error if it is not installed.
+# The worker-side prefix of train/run: into the pinned commit's folder with its venv first on PATH, or a clear
+# error if that commit is not installed there.
 enter_dir() {
-  printf 'cd "$HOME"/%q 2>/dev/null || { echo "%s: $(hostname): ~/%s is not installed; run: %s install %s %s" >&2; exit 2; }; ' \
+  printf 'cd "$HOME"/%q 2>/dev/null && [ -x .venv/bin/python ] || { echo "%s: $(hostname): ~/%s is not installed; run: %s install %s %s" >&2; exit 2; }; export PATH="$PWD/.venv/bin:$PATH"; ' \
     "$dir" "$prog" "$dir" "$prog" "$name" "$zone"
 }
 
@@ -95,14 +113,16 @@ case "$sub" in
     tgz="${TMPDIR:-/tmp}/$dir.tgz"
     do_cmd git -C "$here" archive --format=tar.gz "--prefix=$dir/" -o "$tgz" "$commit"
     do_cmd gcloud compute tpus tpu-vm scp "$tgz" "$name:/tmp/$dir.tgz" "--zone=$zone" --worker=all "${project[@]}"
-    ssh_all "set -e; rm -rf \"\$HOME\"/$dir; tar xzf /tmp/$dir.tgz -C \"\$HOME\"; cd \"\$HOME\"/$dir; bash tpu_setup.sh local" ;;
+    local_flags=""
+    if [ -n "$python" ]; then local_flags="$(printf '%q' "--python=$python") "; fi
+    ssh_all "set -e; rm -rf \"\$HOME\"/$dir; tar xzf /tmp/$dir.tgz -C \"\$HOME\"; cd \"\$HOME\"/$dir; bash tpu_setup.sh ${local_flags}local" ;;
   train|run)
     if [ "$sub" = train ]; then tpu_args " -- ARGS..." "$@"; else tpu_args " -- CMD..." "$@"; fi
     shift 2
     [ "${1:-}" = "--" ] && shift
     if [ "$sub" = run ] && [ $# -eq 0 ]; then fail "run: no command given after --"; fi
     pin_commit
-    if [ "$sub" = train ]; then set -- python3 -m camel_jax.train "$@"; fi
+    if [ "$sub" = train ]; then set -- python -m camel_jax.train "$@"; fi
     ssh_all "$(enter_dir)exec $(printf '%q ' "$@")" ;;
   "") usage ;;
   *) fail "unknown command '$sub'; expected install, train, run or local (see --help)" ;;

@@ -45,13 +45,23 @@ def _flag(cmd, name):
     return next(a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}="))
 
 
+FAKE = """#!{python}
+import json, os, shutil, sys
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps([sys.argv[0]] + sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["-m", "venv"]:  # a venv whose python is this fake again
+    os.makedirs(os.path.join(sys.argv[3], "bin"))
+    shutil.copy(__file__, os.path.join(sys.argv[3], "bin", "python"))
+"""
+
+
 def _fake_python(tmp_path):
-    """A python3 on PATH that records its argv, one JSON list per call."""
+    """A python3.13 first on PATH (the first interpreter tpu_setup.sh tries) that records each call as
+    [argv0, args...] and, asked for a venv, makes one whose python is itself."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "python3"
-    fake.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                    "open(os.environ['FAKE_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    fake = bin_dir / "python3.13"
+    fake.write_text(FAKE.format(python=sys.executable))
     fake.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.jsonl"),
             "HOME": str(tmp_path / "home")}
@@ -74,11 +84,12 @@ def test_train_dry_run_pins_the_commit_and_keeps_quoting(checkout, tmp_path):
     # the pinned commit.
     env = _fake_python(tmp_path)
     run_dir = pathlib.Path(env["HOME"]) / f"camel_jax-{commit[:12]}"
-    run_dir.mkdir(parents=True)
-    w = subprocess.run(["bash", "-c", remote + '; echo "$PWD" >&2'], env={**os.environ, **env}, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=60)
+    (run_dir / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(tmp_path / "bin" / "python3.13", run_dir / ".venv" / "bin" / "python")  # as install leaves it
+    w = subprocess.run(["bash", "-c", remote], env={**os.environ, **env}, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
     assert w.returncode == 0, w.stderr
-    assert _calls(env) == [["-m", "camel_jax.train", *TRICKY]]
+    assert _calls(env) == [[str(run_dir / ".venv" / "bin" / "python"), "-m", "camel_jax.train", *TRICKY]]
 
 
 def test_train_on_a_worker_without_that_commit_says_so(checkout, tmp_path):
@@ -111,9 +122,11 @@ def test_install_ships_head_as_git_archive_to_every_worker(checkout, tmp_path):
                        timeout=60)
     assert w.returncode == 0, w.stderr
     unpacked = pathlib.Path(env["HOME"]) / name
-    assert sorted(p.name for p in unpacked.iterdir()) == ["pyproject.toml", "tpu_setup.sh"]  # committed files only
+    assert sorted(p.name for p in unpacked.iterdir()) == [".venv", "pyproject.toml", "tpu_setup.sh"]  # + the venv
+    venv_python = str(unpacked / ".venv" / "bin" / "python")
     calls = _calls(env)
-    assert ["-m", "pip", "install", f"{unpacked}[tpu]"] in calls  # the project with its pinned jax[tpu]
+    assert [str(tmp_path / "bin" / "python3.13"), "-m", "venv", str(unpacked / ".venv")] in calls
+    assert [venv_python, "-m", "pip", "install", f"{unpacked}[tpu]"] in calls  # the project, its pinned jax[tpu]
     assert 'tpu = ["jax[tpu]==' in (unpacked / "pyproject.toml").read_text()
 
 
@@ -126,6 +139,7 @@ def test_uncommitted_changes_are_refused_and_bad_usage_is_one_line(checkout, tmp
     assert r.returncode == 2 and "uncommitted changes" in r.stderr and r.stdout == ""
     assert _setup(dirty, "--dry_run", "--allow_dirty", "install", "my-tpu", "z1").returncode == 0
     for args, msg in ((["train", "my-tpu"], "train: ZONE is missing"), (["run", "t", "z", "--"], "no command given"),
-                      (["--bogus"], "unrecognized flag --bogus"), (["frob"], "unknown command 'frob'")):
+                      (["--bogus"], "unrecognized flag --bogus"), (["frob"], "unknown command 'frob'"),
+                      (["--python=no-such-python", "local"], "no Python >= 3.11 among no-such-python")):
         r = _setup(d, "--dry_run", *args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and msg in r.stderr, (args, r.stderr)
