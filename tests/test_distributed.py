@@ -35,7 +35,11 @@ def test_auto_detection_reads_the_environment(monkeypatch):
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1v-0,t1v-1")
     assert D._auto_cluster() == "TPU pod"
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
-    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setattr(D.camel_jax, "tpu_chips", lambda: 4)  # a TPU VM whose environment names no other worker
+    assert D._auto_cluster() == "TPU VM"
+    monkeypatch.setattr(D.camel_jax, "tpu_chips", lambda: 0)
+    for var, value in zip(D.SLURM_VARS, ("7", "node[001-004]", "4", "2", "0")):  # what srun sets in a 4-task step
+        monkeypatch.setenv(var, value)
     assert D._auto_cluster() == "SLURM"
 
 
@@ -147,3 +151,65 @@ def test_two_processes_assemble_the_same_global_batch_on_every_mesh(tmp_path):
     assert results[1] == [["fsdp-1", "False", half1, "True"], ["mp4", "False", every, "True"],
                           ["dp2,mp2", "False", half1, "True"], ["dp2,mp2", "True", every, "True"],
                           ["dp4", "True", "1,3,5,7", "True"]], report(outs)
+
+
+def test_jax_env_vars_stand_for_the_flags(monkeypatch):
+    calls = []
+    monkeypatch.setattr(D.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(D, "_on_cpu", lambda: False)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert D.initialize() == "explicit"
+    assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=3, local_device_ids=None)]
+    assert D.initialize("10.0.0.2:1", 2, 1) == "explicit"  # flags win over the environment
+    assert calls[-1]["coordinator_address"] == "10.0.0.2:1"
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+    with pytest.raises(D.DistributedError, match="must be set together .*JAX_COORDINATOR_ADDRESS=None"):
+        D.initialize()
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("JAX_PROCESS_ID", "three")
+    with pytest.raises(D.DistributedError, match=r"\$JAX_PROCESS_ID='three': expected an integer"):
+        D.initialize()
+
+
+def test_slurm_without_srun_is_refused_naming_the_variables(monkeypatch):
+    for var in D.SLURM_VARS + ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    with pytest.raises(D.DistributedError, match="SLURM_NTASKS=8 but SLURM_STEP_NODELIST, SLURM_PROCID, "
+                                                 "SLURM_LOCALID unset: start one process per task with srun"):
+        D.initialize()
+
+
+SLURM_WORKER = textwrap.dedent("""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+    from camel_jax.train import distributed as D
+    how = D.initialize()  # no flags: everything from the (fake) srun environment, through JAX's SLURM detection
+    ids = multihost_utils.process_allgather(np.array([jax.process_index()])).ravel()
+    print("INFO", how, jax.process_count(), jax.process_index(), jax.device_count(), ",".join(map(str, ids)),
+          flush=True)
+    D.barrier("done")
+""")
+
+
+@pytest.mark.multiprocess
+def test_two_processes_join_through_a_fake_slurm_step(tmp_path):
+    """srun's variables as a 2-task step on this host would set them; JAX_COORDINATOR_PORT (JAX's own override of
+    the port it derives from the job id) keeps the coordinator on a free port."""
+    script = tmp_path / "worker.py"
+    script.write_text(SLURM_WORKER)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_COORDINATOR", "JAX_NUM_PROC",
+                                                                       "JAX_PROCESS_ID", "OMPI_"))}
+    base.update(PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2",
+                JAX_COORDINATOR_PORT=str(free_port()))
+    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(base, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = communicate_all(procs, timeout=240)
+    assert all(p.returncode == 0 for p in procs), report(outs)
+    info = sorted(line.split()[1:] for out, _ in outs for line in out.splitlines() if line.startswith("INFO"))
+    assert info == [["SLURM", "2", "0", "2", "0,1"], ["SLURM", "2", "1", "2", "0,1"]], report(outs)

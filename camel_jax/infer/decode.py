@@ -30,8 +30,9 @@ from camel_jax.model import partition
 from camel_jax.model.attention import BLOCK, NEG, attention_mask, block_sparse_attention, dot_attention, \
     key_block_starts
 from camel_jax.model.config import LlamaConfig
+from camel_jax.model.cudnn import cudnn_attention
 from camel_jax.model.layers import apply_rotary, rotary_tables
-from camel_jax.model.llama import param_logical_specs
+from camel_jax.model.llama import default_platform, param_logical_specs
 from camel_jax.model.partition import BTD, BTHD, BTKD, CACHE, SERVE_RULES, constrain
 from camel_jax.model.splash import splash_attention
 from camel_jax.model.vocab import mask_padded_logits
@@ -133,17 +134,19 @@ def _embed(weights: dict, tokens, cfg: LlamaConfig):
 def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaConfig):
     """One right-padded prompt tokens [1, T] with `length` real tokens -> (fp32 logits [padded_vocab] at its last
     token, per-layer keys and values [KV, T, hd]). The prompt attends within itself through the training path
-    (splash on TPU, block-sparse past one block, else plain), as the model's prefill does."""
+    (splash on TPU, cuDNN on NVIDIA GPUs, block-sparse past one block, else plain), as the model's prefill does."""
     t = tokens.shape[1]
     slots = jnp.arange(t, dtype=jnp.int32)[None]
     seg = (slots < length).astype(jnp.int32)
     mask = attention_mask(slots, seg, slots, seg)
-    impl = cfg.for_platform(jax.default_backend()).attention if cfg.attention == "auto" else cfg.attention
+    impl = cfg.for_platform(default_platform()).attention if cfg.attention == "auto" else cfg.attention
     starts = key_block_starts(mask) if impl == "block_sparse" and t > BLOCK else None
 
     def attend(q, k, v):
         if impl in ("splash", "splash_interpret"):
             out = splash_attention(q, k, v, seg, interpret=impl == "splash_interpret")
+        elif impl in ("cudnn", "cudnn_xla"):
+            out = cudnn_attention(q, k, v, mask, implementation="cudnn" if impl == "cudnn" else "xla")
         elif starts is not None:
             out = block_sparse_attention(q, k, v, mask, starts)
         else:

@@ -27,7 +27,8 @@ BLOCK = 128
 
 class WholeRows(NamedTuple):
     """Rows that attend only within themselves (training, scoring, a prefill at slot 0), for the fused kernels:
-    splash takes the segment ids, block_sparse the first key block of each query block. Exactly one is set."""
+    splash takes the segment ids, block_sparse the first key block of each query block; cuDNN needs only the mask
+    (neither set)."""
     segment_ids: Array | None = None  # [B, T], splash
     key_block_starts: Array | None = None  # [T / BLOCK], block_sparse (`key_block_starts`)
 

@@ -10,9 +10,20 @@ import dataclasses
 from typing import Any
 
 REMAT_POLICIES = ("none", "full", "save_dots")
-# Training self-attention: "auto" = splash on TPU, block_sparse elsewhere (see `for_platform`); "dot" = plain masked
-# attention over all keys; "splash_interpret" = the splash kernel run by Pallas' interpreter (any backend, slow).
-ATTENTION_IMPLS = ("auto", "block_sparse", "splash", "splash_interpret", "dot")
+# Training self-attention: "auto" = splash on TPU, cuDNN's fused attention on NVIDIA GPUs where it takes the model,
+# block_sparse elsewhere (see `for_platform`); "dot" = plain masked attention over all keys; "splash_interpret" = the
+# splash kernel run by Pallas' interpreter (any backend, slow); "cudnn_xla" = the cuDNN call's arguments through
+# JAX's XLA implementation (any backend).
+ATTENTION_IMPLS = ("auto", "block_sparse", "splash", "splash_interpret", "cudnn", "cudnn_xla", "dot")
+
+
+def platform_of(device) -> str:
+    """A JAX device's platform as `for_platform` takes it: jax's name ("tpu", "gpu", "cpu"), but "rocm" for an AMD
+    GPU, which has no cuDNN (both report "gpu")."""
+    p = device.platform
+    if p == "gpu" and "rocm" in str(getattr(device.client, "platform_version", "")).lower():
+        return "rocm"
+    return p
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +72,26 @@ class LlamaConfig:
         return dataclasses.replace(self, **kw)
 
     def for_platform(self, platform: str) -> "LlamaConfig":
-        """`attention` made concrete for the backend that will run it ("tpu", "cpu", "gpu"): "auto" is splash on
-        TPU and block_sparse elsewhere; splash asked for off TPU runs in the interpreter. The train step resolves
-        it from its mesh's devices (so compiling for a TPU topology on a CPU host picks the TPU kernel); the model
-        resolves a remaining "auto" from jax.default_backend()."""
+        """`attention` made concrete for the backend that will run it (`platform_of`: "tpu", "gpu", "rocm",
+        "cpu"): "auto" is splash on TPU, cuDNN on an NVIDIA GPU when it takes the compute dtype and head dim
+        (`cudnn.supported`: bf16/fp16, head dim a multiple of 8 up to 128), and block_sparse otherwise; splash
+        asked for off TPU runs in the interpreter, cuDNN off an NVIDIA GPU through XLA. The train step resolves it
+        from its mesh's devices (so compiling for a TPU topology on a CPU host picks the TPU kernel); the model
+        resolves a remaining "auto" from the default backend (`llama.default_platform`)."""
         att = self.attention
         if att == "auto":
-            att = "splash" if platform == "tpu" else "block_sparse"
+            from camel_jax.model.cudnn import supported
+
+            if platform == "tpu":
+                att = "splash"
+            elif platform == "gpu" and supported(self.dtype, self.dim_per_head):
+                att = "cudnn"
+            else:
+                att = "block_sparse"
         if att == "splash" and platform != "tpu":
             att = "splash_interpret"
+        if att == "cudnn" and platform != "gpu":
+            att = "cudnn_xla"
         return self if att == self.attention else self.replace(attention=att)
 
     def validate(self) -> "LlamaConfig":

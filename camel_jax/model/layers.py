@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from camel_jax.model.attention import WholeRows, block_sparse_attention, dot_attention
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.partition import BTD, BTHD, BTKD, constrain
+from camel_jax.model.cudnn import cudnn_attention
 from camel_jax.model.splash import splash_attention
 
 Array = Any
@@ -89,7 +90,7 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(self, x, cos, sin, mask, cache=None, cache_index=0, rows: WholeRows | None = None):
-        """rows: the rows attend only within themselves, through the fused kernel `rows` is for (splash or
+        """rows: the rows attend only within themselves, through the fused kernel `rows` is for (cuDNN, splash or
         block_sparse). None: plain masked attention (over the cache when there is one)."""
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
@@ -110,7 +111,9 @@ class Attention(nn.Module):
                 row_k, row_v = k.astype(ck.dtype).astype(dt), v.astype(cv.dtype).astype(dt)
             k, v = ck.astype(dt), cv.astype(dt)
             new_cache = {"k": ck, "v": cv}
-        if rows is not None and rows.segment_ids is not None:
+        if rows is not None and cfg.attention in ("cudnn", "cudnn_xla"):
+            out = cudnn_attention(q, row_k, row_v, mask, implementation="cudnn" if cfg.attention == "cudnn" else "xla")
+        elif rows is not None and rows.segment_ids is not None:
             out = splash_attention(q, row_k, row_v, rows.segment_ids, interpret=cfg.attention == "splash_interpret")
         elif rows is not None:
             out = block_sparse_attention(q, row_k, row_v, mask, rows.key_block_starts)

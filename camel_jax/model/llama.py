@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from camel_jax.model.attention import BLOCK, WholeRows, attention_mask, key_block_starts
 from camel_jax.model.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
-from camel_jax.model.config import LlamaConfig
+from camel_jax.model.config import LlamaConfig, platform_of
 from camel_jax.model.partition import BT, BTD, Rules, constrain, logical_specs, tree_shardings
 from camel_jax.model.splash import RESIDUALS
 from camel_jax.model.vocab import mask_padded_logits, zero_padded_init
@@ -35,10 +35,15 @@ _REMAT = {
 }
 
 
+def default_platform() -> str:
+    """The default backend's platform, as `LlamaConfig.for_platform` takes it."""
+    return platform_of(jax.devices()[0])
+
+
 def _resolved(cfg: LlamaConfig) -> LlamaConfig:
     """A still-"auto" attention made concrete for the default backend (the train step resolves it earlier, from
     its mesh)."""
-    return cfg.for_platform(jax.default_backend()) if cfg.attention == "auto" else cfg
+    return cfg.for_platform(default_platform()) if cfg.attention == "auto" else cfg
 
 
 class Llama(nn.Module):
@@ -72,6 +77,8 @@ class Llama(nn.Module):
         impl = _resolved(self.config).attention
         if impl in ("splash", "splash_interpret"):
             return WholeRows(segment_ids=segment_ids)
+        if impl in ("cudnn", "cudnn_xla"):
+            return WholeRows()  # the mask alone
         if impl == "block_sparse" and mask.shape[-1] > BLOCK:
             return WholeRows(key_block_starts=key_block_starts(mask))
         return None

@@ -2,8 +2,9 @@
 [--output_dir=DIR] [--init_from=CKPT_DIR]`.
 
 With no arguments: the embedded default (stories260K tuned on the bundled TÜLU-mix sample, on all local devices).
-Multi-host: on TPU pods just run the same command on every host; on GPU clusters add
-`--coordinator_address=HOST:PORT --num_processes=N --process_id=I`.
+Multi-host: on TPU pods just run the same command on every host (`tpu_setup.sh train` does); under SLURM `srun` it;
+on other GPU clusters add `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or set
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 A mistake in a flag, config file, variant, field, checkpoint or data is one line and exit code 2, reported before
 anything is compiled or written.
 """

@@ -77,7 +77,7 @@ def base_config() -> ConfigDict:
     c.train.async_checkpoint = True
     c.train.remat = "save_dots"
     c.train.scan_unroll = 1  # layers per layer-scan iteration; = num_layers unrolls (faster on CPU, slower compile)
-    c.train.attention = "auto"  # splash kernel on TPU, block_sparse elsewhere; or block_sparse / splash / dot
+    c.train.attention = "auto"  # splash on TPU, cuDNN on NVIDIA GPUs, block_sparse elsewhere; or any ATTENTION_IMPLS
     c.train.dtype = "bfloat16"  # compute
     c.train.param_dtype = "float32"  # master weights
     c.train.print_every = 0  # print a metrics line every N steps (0: about 20 lines per run); JSONL gets every step

@@ -1,7 +1,13 @@
 """Multi-process start-up (`jax.distributed.initialize`) and the per-process part of the global batch.
 
-On TPU pods (and SLURM/Open MPI clusters) JAX finds the coordinator itself, so the run only has to ask; GPU clusters
-without a scheduler JAX knows pass `--coordinator_address host:port --num_processes N --process_id i` on every host.
+On TPU pods (and SLURM/Open MPI clusters) JAX finds the coordinator itself, so the run only has to ask — on every
+TPU VM (a host with TPU chips), since its environment need not name the other workers (JAX asks the metadata server,
+and a one-host slice is a one-process cluster); GPU clusters
+without a scheduler JAX knows pass `--coordinator_address host:port --num_processes N --process_id i` on every host,
+or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (flags win), which suits launchers that set
+per-process environments. Under SLURM, JAX reads the coordinator (the step's first node), the task count and the
+task id from srun's variables; a job that claims several tasks but lacks what JAX needs (a process started outside
+srun) is refused here with the variables named, instead of JAX's error deep in start-up.
 On CPU (tests: several local processes on 127.0.0.1) cross-process collectives need gloo, which is switched on here.
 This must run before anything touches a JAX backend (jax.devices(), a jit, an array).
 """
@@ -12,9 +18,27 @@ import os
 import jax
 import numpy as np
 
+import camel_jax
+
 
 class DistributedError(ValueError):
     pass
+
+
+# What jax's SlurmCluster reads (jax/_src/clusters/slurm_cluster.py); it detects SLURM only when all are set.
+SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+ENV_FLAGS = (("JAX_COORDINATOR_ADDRESS", "coordinator_address"), ("JAX_NUM_PROCESSES", "num_processes"),
+             ("JAX_PROCESS_ID", "process_id"))
+
+
+def _env_int(var: str, default: int | None = None) -> int | None:
+    value = os.environ.get(var, "")
+    if not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DistributedError(f"${var}={value!r}: expected an integer") from None
 
 
 def _auto_cluster() -> str | None:
@@ -22,11 +46,31 @@ def _auto_cluster() -> str | None:
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if "," in hosts or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"):
         return "TPU pod"
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+    if camel_jax.tpu_chips() > 0:  # a Cloud TPU VM: JAX reads the slice's workers from the metadata server
+        return "TPU VM"
+    if _env_int("SLURM_NTASKS", 1) > 1:
+        missing = [v for v in SLURM_VARS if v not in os.environ]
+        if missing:
+            raise DistributedError(f"SLURM_NTASKS={os.environ['SLURM_NTASKS']} but {', '.join(missing)} unset: start "
+                                   "one process per task with srun (or pass --coordinator_address, --num_processes "
+                                   "and --process_id)")
         return "SLURM"
-    if int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1:
+    if _env_int("OMPI_COMM_WORLD_SIZE", 1) > 1:
         return "Open MPI"
     return None
+
+
+def _from_env(coordinator_address, num_processes, process_id):
+    """The explicit triple, each missing flag taken from its JAX_* variable when no flag is given at all."""
+    if any(x is not None for x in (coordinator_address, num_processes, process_id)):
+        return coordinator_address, num_processes, process_id
+    if os.environ.get("JAX_NUM_PROCESSES", "").strip() or os.environ.get("JAX_PROCESS_ID", "").strip():
+        got = {var: os.environ.get(var) for var, _ in ENV_FLAGS}
+        if not all(v and v.strip() for v in got.values()):
+            raise DistributedError("JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID must be set "
+                                   f"together (got {', '.join(f'{k}={v!r}' for k, v in got.items())})")
+        return got["JAX_COORDINATOR_ADDRESS"], _env_int("JAX_NUM_PROCESSES"), _env_int("JAX_PROCESS_ID")
+    return None, None, None
 
 
 def _on_cpu() -> bool:
@@ -38,7 +82,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                process_id: int | None = None, local_device_ids: list[int] | None = None) -> str:
     """Join the cluster; returns how ('single process', 'explicit', or the auto-detected environment).
 
-    Explicit flags must come together. With none given, a detected pod/cluster is joined automatically."""
+    Explicit flags (or their JAX_* variables) must come together. With none given, a detected pod/cluster is
+    joined automatically."""
+    coordinator_address, num_processes, process_id = _from_env(coordinator_address, num_processes, process_id)
     given = [x is not None for x in (coordinator_address, num_processes, process_id)]
     if any(given) and not all(given):
         raise DistributedError("--coordinator_address, --num_processes and --process_id must be given together "
@@ -57,7 +103,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     env = _auto_cluster()
     if env is None:
         return "single process"
-    jax.distributed.initialize()
+    if _on_cpu():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(local_device_ids=local_device_ids)
     return env
 
 

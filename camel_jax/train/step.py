@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from camel_jax.model.llama import Llama, head_kernel
-from camel_jax.model.config import LlamaConfig
+from camel_jax.model.config import LlamaConfig, platform_of
 from camel_jax.data.packing import BATCH_KEYS
 from camel_jax.model import partition
 from camel_jax.train.head_loss import head_nll_sum
@@ -120,7 +120,7 @@ def _check_chunk(loss_chunk: int) -> None:
 def for_mesh(cfg: LlamaConfig, mesh: jax.sharding.Mesh) -> LlamaConfig:
     """The model config as the step runs it on `mesh`: attention "auto" resolved for the mesh's devices ("tpu"
     also for a TPU topology compiled for on a CPU host)."""
-    return cfg.for_platform(mesh.devices.flat[0].platform)
+    return cfg.for_platform(platform_of(mesh.devices.flat[0]))
 
 
 @functools.lru_cache(maxsize=8)  # same (cfg, optimizer, mesh, reduction): reuse the jit and its compiled executables
