@@ -121,7 +121,7 @@ def test_bad_config_fails_before_compiling(tmp_path):
     for extra, msg in [(["--config.data.mixture=dolly", "--config.data.data_dir=/nonexistent"], "/nonexistent"),
                        (["--num_processes=2"], "must be given together"),
                        (["--mesh=dp3"], "--mesh='dp3' needs 3 devices"),
-                       (["--output_dir=gs://bucket/run"], "--output_dir=gs://bucket/run")]:
+                       (["--output_dir=s3://bucket/run"], "--output_dir=s3://bucket/run: only local paths and gs://")]:
         p = subprocess.run(_cmd(tmp_path / "bad", *extra), env=_env(), cwd=REPO, capture_output=True, text=True,
                            timeout=300)
         assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
