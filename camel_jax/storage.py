@@ -121,12 +121,15 @@ def copy_dir(src: str, dst: str) -> None:
         os.replace(target, dst)
 
 
-def local_dir(path: str, prefix: str = "camel_jax_") -> str:
-    """`path` itself when local; else a fresh local folder holding a copy of the remote folder's files (for readers
-    that need a real file, e.g. sentencepiece). The caller may delete it once loaded."""
+def local_copy(path: str, prefix: str = "camel_jax_") -> str:
+    """`path` itself when local; else a copy of the remote folder's files (or of the remote file) in a fresh local
+    temporary folder, for readers that need a real file (sentencepiece). Returns the copy's path; the caller may
+    delete its parent folder once loaded."""
     if not is_remote(path):
         return path
     dst = os.path.join(tempfile.mkdtemp(prefix=prefix), basename(path))
-    copy_dir(path, dst)
+    if isdir(path):
+        copy_dir(path, dst)
+    else:
+        epath.Path(str(path)).copy(epath.Path(dst))
     return dst
-

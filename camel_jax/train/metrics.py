@@ -10,7 +10,9 @@ on the device between steps.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -116,10 +118,16 @@ class MetricsWriter:
         self._lines = self._truncate(start_step)
         if not self._remote:
             self._jsonl = open(self.path, "a", encoding="utf-8")
-        if tensorboard:  # tensorboardX writes gs:// itself (google-cloud-storage, whole-object uploads on flush)
+        self._tb_dir = storage.join(output_dir, "tensorboard")
+        if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(storage.join(output_dir, "tensorboard"), purge_step=start_step + 1)
+            # In a bucket the events are written to a local folder and uploaded whole by `flush` (tensorboardX's own
+            # gs:// writer uploads once more when garbage-collected, after close, and retries for minutes when the
+            # bucket is gone). The suffix keeps each start's event file apart, even within one second.
+            self._tb_local = tempfile.mkdtemp(prefix="camel_jax_tb_") if self._remote else self._tb_dir
+            self._tb = SummaryWriter(self._tb_local, purge_step=start_step + 1,
+                                     filename_suffix=f".from_step_{start_step}")
         if progress:
             from tqdm import tqdm
 
@@ -199,14 +207,19 @@ class MetricsWriter:
             storage.write_text(self.path, "".join(self._lines))
         if self._tb is not None:
             self._tb.flush()
+            if self._remote:
+                storage.copy_dir(self._tb_local, self._tb_dir)
 
     def close(self) -> None:
-        if self.enabled and self._remote:
-            self.flush()
         if self._bar is not None:
             self._bar.close()
         if self._tb is not None:
             self._tb.close()
+            if self._remote:
+                storage.copy_dir(self._tb_local, self._tb_dir)
+                shutil.rmtree(self._tb_local, ignore_errors=True)
+        if self.enabled and self._remote:
+            storage.write_text(self.path, "".join(self._lines))
         if self._jsonl is not None:
             self._jsonl.close()
         self._jsonl = self._tb = self._bar = None

@@ -133,7 +133,7 @@ def _tokenizer(path: str, where: str, mcfg: LlamaConfig) -> Any:
     from camel_jax.model.tokenizer import load_tokenizer
 
     try:
-        local = storage.local_dir(path, prefix=_TMP_TOKENIZER) if storage.is_remote(path) else path
+        local = storage.local_copy(path, prefix=_TMP_TOKENIZER)
         try:
             tok = load_tokenizer(local)
         finally:
