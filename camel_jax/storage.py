@@ -13,7 +13,8 @@ the environment already says otherwise), which reads the standard credentials ch
 ``STORAGE_EMULATOR_HOST``. When that variable names an emulator, tensorstore (Orbax's array I/O) is pointed at it
 too (``TENSORSTORE_GCS_HTTP_URL``), so one variable moves every layer.
 
-Objects in a bucket are written whole (no append, no rename); `write_text` is atomic on both kinds of path.
+Objects in a bucket are written whole (no append, no rename: metrics.py keeps a bucket's log and rewrites it);
+`write_text` is atomic on both kinds of path.
 """
 from __future__ import annotations
 
@@ -78,19 +79,6 @@ def listdir(path: str) -> list[str]:
 
 def makedirs(path: str) -> None:
     epath.Path(str(path)).mkdir(parents=True, exist_ok=True)
-
-
-def rmtree(path: str) -> None:
-    p = epath.Path(str(path))
-    if p.exists():
-        p.rmtree()
-
-
-def open_file(path: str, mode: str = "r"):
-    """A file object; "w" on a bucket uploads when closed, "a" exists only on local disk."""
-    if "a" in mode and is_remote(path):
-        raise ValueError(f"{path}: objects in a bucket cannot be appended to; rewrite them whole")
-    return epath.Path(str(path)).open(mode)
 
 
 def read_text(path: str) -> str:

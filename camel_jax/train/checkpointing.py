@@ -30,7 +30,6 @@ import jax
 from etils import epath
 
 from camel_jax import storage
-
 from camel_jax.model.config import LlamaConfig
 from camel_jax.params_io import STATE_ITEM
 from camel_jax.model.partition import path_str
