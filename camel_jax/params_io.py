@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from camel_jax import storage
 from camel_jax.model.config import LlamaConfig
 
 CONFIG_FILE = "model_config.json"
@@ -67,21 +68,21 @@ def _root_and_params(ckpt_dir: str) -> tuple[str, str, bool]:
     commit_success.txt on GCS), the test its CheckpointManager lists steps by."""
     from orbax.checkpoint import step as ocp_step
 
-    path = os.path.abspath(ckpt_dir)
-    if os.path.isdir(os.path.join(path, PARAMS_DIR)) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
-        return path, os.path.join(path, PARAMS_DIR), False
-    if os.path.isdir(os.path.join(path, STATE_ITEM)):  # <out>/checkpoints/<step>
+    path = storage.resolve(ckpt_dir)
+    if storage.isdir(storage.join(path, PARAMS_DIR)) and storage.isfile(storage.join(path, CONFIG_FILE)):
+        return path, storage.join(path, PARAMS_DIR), False
+    if storage.isdir(storage.join(path, STATE_ITEM)):  # <out>/checkpoints/<step>
         if not ocp_step.is_path_finalized(path):
             raise FileNotFoundError(f"{path} is an incomplete training checkpoint (Orbax never finalised it)")
-        root = os.path.dirname(os.path.dirname(path))
-        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        root = storage.parent(storage.parent(path))
+        if storage.isfile(storage.join(path, CONFIG_FILE)):
             root = path
-        return root, os.path.join(path, STATE_ITEM), True
-    if os.path.isdir(os.path.join(path, "checkpoints")):  # <out>: the newest finalized step
-        steps = sorted(ocp_step.checkpoint_steps(os.path.join(path, "checkpoints")))  # finalized steps only
+        return root, storage.join(path, STATE_ITEM), True
+    if storage.isdir(storage.join(path, "checkpoints")):  # <out>: the newest finalized step
+        steps = sorted(ocp_step.checkpoint_steps(storage.join(path, "checkpoints")))  # finalized steps only
         if not steps:
             raise FileNotFoundError(f"{path}/checkpoints holds no finished checkpoint")
-        return _root_and_params(os.path.join(path, "checkpoints", str(steps[-1])))
+        return _root_and_params(storage.join(path, "checkpoints", str(steps[-1])))
     raise FileNotFoundError(
         f"{ckpt_dir} is not a camel_jax checkpoint: expected {CONFIG_FILE} with {PARAMS_DIR}/ (a converted "
         f"checkpoint), a training step folder holding {STATE_ITEM}/, or a training output folder with checkpoints/")
@@ -93,8 +94,8 @@ def checkpoint_root(ckpt_dir: str) -> str:
 
 
 def tokenizer_dir(ckpt_dir: str) -> str | None:
-    path = os.path.join(checkpoint_root(ckpt_dir), TOKENIZER_DIR)
-    return path if os.path.isdir(path) else None
+    path = storage.join(checkpoint_root(ckpt_dir), TOKENIZER_DIR)
+    return path if storage.isdir(path) else None
 
 
 def require_tokenizer_dir(ckpt_dir: str) -> str:
@@ -109,15 +110,14 @@ def require_tokenizer_dir(ckpt_dir: str) -> str:
 def read_json(path: str, error: type[Exception] = ValueError) -> Any:
     """A JSON file's content; malformed JSON raises `error` naming the file."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(storage.read_text(path))
     except json.JSONDecodeError as e:
         raise error(f"{path}: invalid JSON ({e})") from None
 
 
 def load_model_config(ckpt_dir: str) -> LlamaConfig:
-    path = os.path.join(checkpoint_root(ckpt_dir), CONFIG_FILE)
-    if not os.path.isfile(path):
+    path = storage.join(checkpoint_root(ckpt_dir), CONFIG_FILE)
+    if not storage.isfile(path):
         raise FileNotFoundError(f"missing {path}: every camel_jax checkpoint keeps its model config there")
     return config_from_dict(read_json(path), path)
 

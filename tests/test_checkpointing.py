@@ -1,5 +1,6 @@
-"""Orbax train checkpoints: bitwise round trip, restore onto another mesh, keep-last-K, async save with the state
-donated right after, half-written checkpoints never loaded, model_config.json."""
+"""Orbax train checkpoints: bitwise round trip, restore onto another mesh and another process count (1 × 8 devices
+and 2 × 4, both ways, each host writing its own shards), keep-last-K, async save with the state donated right after,
+half-written checkpoints never loaded, model_config.json."""
 import json
 import os
 
@@ -185,3 +186,81 @@ def test_resume_continues_bitwise(tmp_path, fsdp8):
     resumed, _ = step_fn(resumed, batch)
     _assert_bitwise(resumed, straight)
     assert int(resumed["step"]) == 2
+
+
+# 2 processes × 4 devices: restore what one process of 8 devices saved (onto another mesh, spanning both processes),
+# then save a state of their own for that process to read back.
+CLUSTER_WORKER = """
+import hashlib, sys
+import jax
+from jax.experimental import multihost_utils
+from camel_jax.train import distributed as D
+D.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+sys.path.insert(0, sys.argv[5])
+import test_checkpointing as T
+from camel_jax.model.mesh import build_mesh
+from camel_jax.train.checkpointing import Checkpointer
+from camel_jax.train.state import sharded_abstract_state
+def digest(tree):
+    full = multihost_utils.process_allgather(tree, tiled=True)
+    return ",".join(hashlib.sha256(x.tobytes()).hexdigest()[:16] for x in T._host(full))
+with Checkpointer(sys.argv[3]) as ck:
+    got, meta = ck.restore(None, sharded_abstract_state(T.CFG, T.OPT, build_mesh("dp2,fsdp2,mp2", T.CFG)))
+print("RESTORED", meta["by"], digest(got), flush=True)
+state = T._seeded_state(build_mesh("fsdp8", T.CFG), 1)
+with Checkpointer(sys.argv[4]) as ck:
+    ck.save(int(state["step"]), state, {"by": "2x4"})
+print("SAVED", digest(state), flush=True)
+D.barrier("done")
+"""
+
+
+def _seeded_state(mesh, seed):
+    """A state with moments set (`_make_state`) and its params drawn from `seed`, at step 6 + seed."""
+    state = _make_state(mesh)
+    noise = jax.tree.map(lambda p: p + jax.random.normal(jax.random.PRNGKey(seed), p.shape, p.dtype), state["params"])
+    state["params"] = jax.jit(lambda x: x, out_shardings=jax.tree.map(lambda p: p.sharding, state["params"]))(noise)
+    state["step"] = jax.device_put(np.int32(6 + seed), state["step"].sharding)
+    return state
+
+
+def _digest(tree):
+    import hashlib
+
+    return ",".join(hashlib.sha256(x.tobytes()).hexdigest()[:16] for x in _host(tree))
+
+
+@pytest.mark.multiprocess
+def test_restore_across_process_counts_is_bitwise(tmp_path, fsdp8):
+    """1 process × 8 devices saves, 2 × 4 restore it onto dp2,fsdp2,mp2 (each dp shard in both processes); 2 × 4
+    save (each process writing its own shards: Orbax's ocdbt.process_<i>), 1 × 8 restores onto dp2,fsdp2,mp2: both
+    ways bitwise equal to what was saved."""
+    import subprocess
+    import sys
+
+    from cluster_util import communicate_all, free_port, report
+
+    mine = _seeded_state(fsdp8, 0)
+    with Checkpointer(str(tmp_path / "one")) as ck:
+        ck.save(6, mine, {"by": "1x8"})
+    (tmp_path / "worker.py").write_text(CLUSTER_WORKER)
+    tests, repo = os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), f"127.0.0.1:{port}", str(i),
+                               str(tmp_path / "one"), str(tmp_path / "two"), tests], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = communicate_all(procs, timeout=300)
+    assert all(p.returncode == 0 for p in procs), report(outs)
+    lines = [line.split() for out, _ in outs for line in out.splitlines()]
+    assert [x[1:] for x in lines if x[0] == "RESTORED"] == [["1x8", _digest(mine)]] * 2, report(outs)
+    saved = [x[1] for x in lines if x[0] == "SAVED"]
+    assert len(saved) == 2 and saved[0] == saved[1], report(outs)
+    step_dir = tmp_path / "two" / "checkpoints" / "7" / "state"
+    for i in (0, 1):  # each host wrote its shards itself, in parallel, into its own ocdbt database
+        assert any((step_dir / f"ocdbt.process_{i}" / "d").iterdir()), sorted(os.listdir(step_dir))
+    other = build_mesh("dp2,fsdp2,mp2", CFG)
+    with Checkpointer(str(tmp_path / "two")) as ck:
+        got, meta = ck.restore(None, sharded_abstract_state(CFG, OPT, other))
+    assert meta["by"] == "2x4" and int(got["step"]) == 7
+    assert _digest(got) == saved[0]

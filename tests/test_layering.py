@@ -9,7 +9,7 @@ MAX_LINES = 450  # "~400": a little slack, never a 1,000-line model file
 # The pipeline, bottom to top: a package may import its own modules and packages of lower layers only; two packages
 # of one layer never import each other. Every top-level package or module of camel_jax must be listed.
 LAYERS = (
-    {"model", "cli"},  # presets, Flax LLaMA, partition rules, meshes, tokenizer; the CLI convention
+    {"model", "cli", "storage"},  # presets, Flax LLaMA, partition rules, meshes, tokenizer; the CLI convention; run paths
     {"data", "params_io"},  # instruction data; parameter checkpoints
     {"convert"},  # Hugging Face / llama2.c conversion
     {"infer"},  # the engine (slots, KV cache, sampling) and what serves through it

@@ -77,6 +77,7 @@ def test_unknown_override_and_bad_variant_fail():
     ("train.dtype", "fp8", "train.dtype='fp8'"),
     ("train.warmup_ratio", 1.5, "train.warmup_ratio=1.5"),
     ("train.lr", 0.0, "train.lr=0.0"),
+    ("train.stop_after", -2, "train.stop_after=-2"),
     ("data.mixture", "alpaca", "data.mixture='alpaca'"),
     ("data.mixture", "/nope/x.jsonl", "no such file"),
     ("data.max_seq_length", 4096, "data.max_seq_length=4096.*2048"),

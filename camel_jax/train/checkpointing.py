@@ -17,19 +17,19 @@ Guarantees the loop relies on:
   bitwise the saved values; keep-last-K deletes older steps after each save.
 
 `Checkpointer(output_dir)` takes the run's output folder; passing ``<output_dir>/checkpoints`` itself also works.
-Paths go through etils.epath, so ``gs://`` output folders work as on local disk (there a step counts as complete
-only once Orbax has written its ``commit_success.txt``).
+Paths go through etils.epath as camel_jax.storage configures it, so ``gs://`` output folders work as on local disk
+(there a step counts as complete only once Orbax has written its ``commit_success.txt``).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import jax
 from etils import epath
 
+from camel_jax import storage
 from camel_jax.model.config import LlamaConfig
 from camel_jax.params_io import STATE_ITEM
 from camel_jax.model.partition import path_str
@@ -52,8 +52,7 @@ class Checkpointer:
     def __init__(self, output_dir: str, keep: int | None = 3, async_save: bool = True):
         import orbax.checkpoint as ocp
 
-        path = str(output_dir).rstrip("/")
-        path = epath.Path(path if "://" in path else os.path.abspath(path))
+        path = epath.Path(storage.resolve(output_dir))
         if path.name == CHECKPOINTS_DIR:
             self.output_dir, self.directory = str(path.parent), str(path)
         else:

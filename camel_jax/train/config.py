@@ -82,6 +82,7 @@ def base_config() -> ConfigDict:
     c.train.param_dtype = "float32"  # master weights
     c.train.print_every = 0  # print a metrics line every N steps (0: about 20 lines per run); JSONL gets every step
     c.train.export_hf_at_end = ""  # a directory: write a Hugging Face checkpoint there at the end
+    c.train.stop_after = 0  # end this invocation after N steps, checkpointed (time-limited slots); rerun resumes
     c.train.nan_at_step = -1  # test hook: make the loss of this step NaN (checks the NaN stop); -1: off
     c.sample = ConfigDict()
     c.sample.enabled = True  # greedy answers before and after training (held-out examples and sample.prompts)
@@ -181,6 +182,8 @@ def validate(cfg: ConfigDict, mesh_sizes: dict[str, int] | None = None) -> Confi
         raise _fail("train.lr", t.lr, "must be > 0")
     if not 0 <= t.warmup_ratio < 1:
         raise _fail("train.warmup_ratio", t.warmup_ratio, "must be in [0, 1)")
+    if t.stop_after < 0:
+        raise _fail("train.stop_after", t.stop_after, "must be >= 0 (0: run to the end)")
     if t.checkpoint_every < 0:
         raise _fail("train.checkpoint_every", t.checkpoint_every, "must be >= 0 (0: only at the end)")
     if t.loss_reduction not in LOSS_REDUCTIONS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
+from camel_jax import storage
 from camel_jax.model.mesh import MeshError, build_mesh, mesh_str, parse_mesh
 from camel_jax.model.partition import replicated
 from camel_jax.train import config as C
@@ -48,7 +48,7 @@ def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _changed(a, b, f"{prefix}{k}.")
-        elif a != b and not (prefix == "sample." or k == "nan_at_step"):
+        elif a != b and not (prefix == "sample." or k in ("nan_at_step", "stop_after")):
             out.append(f"{prefix}{k}")
     return out
 
@@ -61,9 +61,11 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     t_start = time.perf_counter()
     main = D.is_main()
     say = print_fn if main else (lambda *a, **k: None)
-    if "://" in output_dir:
-        raise C.ConfigError(f"--output_dir={output_dir}: metrics, TensorBoard and run files are written with POSIX "
-                            f"file calls; use a local or mounted path (e.g. a gcsfuse mount of the bucket)")
+    for flag, path in (("--output_dir", output_dir), ("--init_from", cfg.init_from)):
+        try:
+            storage.check(path or "", flag)
+        except ValueError as e:
+            raise C.ConfigError(str(e)) from None
     # Check the config, and the mesh against the model and the batch split before loading anything large.
     sizes = parse_mesh(mesh_spec, jax.device_count())
     C.validate(cfg, sizes)  # the process count does not constrain the batch: rows follow the batch sharding
@@ -73,7 +75,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
     except MeshError as e:
         flag = f"--mesh={mesh_spec}" if mesh_spec else "--mesh (default: every device on fsdp)"
         raise MeshError(str(e) if str(e).startswith("--mesh") else f"{flag}: {e}") from None
-    output_dir = os.path.abspath(output_dir)
+    output_dir = storage.resolve(output_dir)
     s: Setup = prepare(cfg, spec, output_dir, say)
     total = C.num_steps(cfg, s.data.steps_per_epoch)
     t = cfg.train
@@ -101,7 +103,7 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         train_step = make_train_step(s.model_cfg, optimizer, mesh, t.grad_accum, t.loss_reduction,
                                      t.micro_mean_rows or None, t.loss_chunk)
         shardings = train_step.state_shardings  # the step's own (derived once, from the boxed parameters)
-    ckpt = Checkpointer(os.path.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
+    ckpt = Checkpointer(storage.join(output_dir, "checkpoints"), keep=t.keep_checkpoints, async_save=t.async_checkpoint)
     start = ckpt.latest_step() or 0
     # Global rows [batch_size, T] as [grad_accum, micro rows, T]; this process loads the rows its devices hold.
     in_sharding = batch_sharding(mesh)
@@ -151,8 +153,9 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         last_loss = m["loss"]
         writer.log(n, m, dt, n_tok)
 
+    end = min(total, start + t.stop_after) if t.stop_after else total  # where this invocation stops, saved
     try:
-        while step < total:
+        while step < end:
             local = {k: v for k, v in next(data_it).items() if k in spec.batch_keys}
             batch = D.global_batch(local, my_rows, in_sharding, batch_shape)
             if compiled is None:  # ahead of time, so step times (tokens/s, MFU) never include compilation
@@ -168,8 +171,9 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
                 n_tok = count_tokens(batch["segment_ids"])
             step += 1
             record(late.push(step, m, n_tok, t0))  # the previous step's metrics, read now that this one is queued
-            if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == total:
+            if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == end:
                 record(late.pop())  # never save a state whose metrics were not checked
+                writer.flush()  # a bucket's log is rewritten whole: at least as often as the checkpoints
                 ckpt.save(step, state, _meta(cfg, step, data_it.get_state(), tokens_seen, last_loss))
                 saved = step
         record(late.pop())
@@ -180,18 +184,21 @@ def run(cfg: ConfigDict, mesh_spec: str = "", output_dir: str = "outputs/default
         ckpt.close()
     if step != saved:  # pragma: no cover - every path above saves the last step
         raise RuntimeError(f"step {step} ended without a checkpoint")
-    final_dir = os.path.join(ckpt.directory, str(step))
-    s.show_samples("after tuning", state["params"], say)
+    final_dir = storage.join(ckpt.directory, str(step))
+    finished = step == total
+    if finished:
+        s.show_samples("after tuning", state["params"], say)
+    else:
+        say(f"stopped at step {step}/{total} (train.stop_after={t.stop_after}); rerun the same command to continue")
     export = ""
-    if t.export_hf_at_end:
+    if t.export_hf_at_end and finished:
         export = s.export_hf(final_dir, t.export_hf_at_end)
         say(f"exported a Hugging Face checkpoint to {export}")
     summary = {"steps": step, "resumed_from": start, "tokens": tokens_seen,
                "time_s": round(time.perf_counter() - t_start, 1), "final_loss": last_loss, "checkpoint": final_dir,
-               "metrics": os.path.join(output_dir, "metrics.jsonl"), "hf_export": export or None}
+               "metrics": storage.join(output_dir, "metrics.jsonl"), "hf_export": export or None}
     if main:
-        with open(os.path.join(output_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        storage.write_text(storage.join(output_dir, "summary.json"), json.dumps(summary, indent=1))
     say(f"done: {summary['steps']} steps ({step - start} this run), {tokens_seen:,} tokens, {summary['time_s']} s, "
         f"final loss {last_loss:.4f}; checkpoint {final_dir}; metrics {summary['metrics']}")
     return summary

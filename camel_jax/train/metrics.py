@@ -1,5 +1,7 @@
 """What a run shows and keeps per step: a JSONL file, TensorBoard scalars, a progress bar with ETA, and MFU.
 
+Files go through camel_jax.storage: a local folder or a ``gs://`` one (where the log is rewritten whole at each
+`flush`, which the loop calls before every checkpoint, since objects cannot be appended to).
 Only process 0 writes (every other process gets a writer that does nothing), so a multi-host run has one log.
 A resumed run rewrites the log up to its restart step first, so steps replayed after a kill are not counted twice.
 `LateMetrics` reads each step's metrics off the device only once the next step is queued, so the host never waits
@@ -8,10 +10,13 @@ on the device between steps.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
+
+from camel_jax import storage
 
 # Peak dense bf16 FLOP/s per JAX device, by a lower-case substring of `device.device_kind` (first match wins).
 # TPU v2/v3 expose each core as a device (half a chip); v4 and later expose a chip.
@@ -107,36 +112,43 @@ class MetricsWriter:
         self._jsonl = self._tb = self._bar = None
         if not enabled:
             return
-        os.makedirs(output_dir, exist_ok=True)
-        self.path = os.path.join(output_dir, "metrics.jsonl")
-        self._truncate(start_step)
-        self._jsonl = open(self.path, "a", encoding="utf-8")
+        storage.makedirs(output_dir)
+        self.path = storage.join(output_dir, "metrics.jsonl")
+        self._remote = storage.is_remote(self.path)  # objects cannot be appended to: the log is kept and rewritten
+        self._lines = self._truncate(start_step)
+        if not self._remote:
+            self._jsonl = open(self.path, "a", encoding="utf-8")
+        self._tb_dir = storage.join(output_dir, "tensorboard")
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(output_dir, "tensorboard"), purge_step=start_step + 1)
+            # In a bucket the events are written to a local folder and uploaded whole by `flush` (tensorboardX's own
+            # gs:// writer uploads once more when garbage-collected, after close, and retries for minutes when the
+            # bucket is gone). The suffix keeps each start's event file apart, even within one second.
+            self._tb_local = tempfile.mkdtemp(prefix="camel_jax_tb_") if self._remote else self._tb_dir
+            self._tb = SummaryWriter(self._tb_local, purge_step=start_step + 1,
+                                     filename_suffix=f".from_step_{start_step}")
         if progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                              file=sys.stderr, desc="train", disable=None)  # None: no bar when not a terminal
 
-    def _truncate(self, start_step: int) -> None:
-        """Keep only records of steps <= start_step (a resumed run replays the steps after its checkpoint)."""
-        if not os.path.exists(self.path):
-            return
+    def _truncate(self, start_step: int) -> list[str]:
+        """Keep only records of steps <= start_step (a resumed run replays the steps after its checkpoint); returns
+        the lines kept."""
+        if not storage.exists(self.path):
+            return []
         keep = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # the line a kill cut short
-                    continue
-                if rec.get("step", 0) <= start_step:
-                    keep.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(self.path + ".tmp", self.path)  # a kill here leaves the old log, never a cut one
+        for line in storage.read_text(self.path).splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # the line a kill cut short
+                continue
+            if rec.get("step", 0) <= start_step:
+                keep.append(line + "\n")
+        storage.write_text(self.path, "".join(keep))  # atomic: a kill here leaves the old log, never a cut one
+        return keep
 
     def log(self, step: int, metrics: dict[str, float], step_time: float, tokens: int) -> dict[str, Any]:
         """Record one step (1-based: the number of optimizer updates done). Returns the record."""
@@ -151,8 +163,11 @@ class MetricsWriter:
         self.last = rec
         if not self.enabled:
             return rec
-        self._jsonl.write(json.dumps(rec) + "\n")
-        self._jsonl.flush()
+        if self._remote:
+            self._lines.append(json.dumps(rec) + "\n")
+        else:
+            self._jsonl.write(json.dumps(rec) + "\n")
+            self._jsonl.flush()
         if self._tb is not None:
             for k, v in rec.items():
                 if k != "step" and isinstance(v, (int, float)):
@@ -183,11 +198,28 @@ class MetricsWriter:
         else:
             print(text, file=self.stream, flush=True)
 
+    def flush(self) -> None:
+        """Make everything logged so far durable: a no-op for a local log (flushed per line); in a bucket, the log
+        object is rewritten whole and TensorBoard's events are uploaded."""
+        if not self.enabled:
+            return
+        if self._remote:
+            storage.write_text(self.path, "".join(self._lines))
+        if self._tb is not None:
+            self._tb.flush()
+            if self._remote:
+                storage.copy_dir(self._tb_local, self._tb_dir)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
         if self._tb is not None:
             self._tb.close()
+            if self._remote:
+                storage.copy_dir(self._tb_local, self._tb_dir)
+                shutil.rmtree(self._tb_local, ignore_errors=True)
+        if self.enabled and self._remote:
+            storage.write_text(self.path, "".join(self._lines))
         if self._jsonl is not None:
             self._jsonl.close()
         self._jsonl = self._tb = self._bar = None

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
+from camel_jax import storage
 from camel_jax.model.config import LlamaConfig
 from camel_jax.train import config as C
 from camel_jax.train import distributed as D
@@ -73,7 +74,7 @@ class Setup:
         if D.is_main():
             export_hf(step_dir, out_dir)
         D.barrier("export_hf")
-        return os.path.abspath(out_dir)
+        return storage.resolve(out_dir)
 
 
 def split_holdout(records: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -110,7 +111,7 @@ def _model(cfg: ConfigDict, spec: RunSpec, say) -> tuple[Any, Callable[[Any], An
     if spec.source == "checkpoint":
         from camel_jax.params_io import load_params
 
-        tok_dir = cfg.data.tokenizer or os.path.join(src, "tokenizer")
+        tok_dir = cfg.data.tokenizer or storage.join(src, "tokenizer")
         where = "config.data.tokenizer" if cfg.data.tokenizer else "--init_from"
         return (_tokenizer(tok_dir, where, spec.model),
                 (lambda shardings: load_params(src, shardings=shardings)[0]), tok_dir)
@@ -132,7 +133,12 @@ def _tokenizer(path: str, where: str, mcfg: LlamaConfig) -> Any:
     from camel_jax.model.tokenizer import load_tokenizer
 
     try:
-        tok = load_tokenizer(path)
+        local = storage.local_copy(path, prefix=_TMP_TOKENIZER)
+        try:
+            tok = load_tokenizer(local)
+        finally:
+            if local != path:  # sentencepiece has read the copy of a bucket's tokenizer
+                shutil.rmtree(os.path.dirname(local), ignore_errors=True)
     except (OSError, RuntimeError, ValueError) as e:
         raise C.ConfigError(f"{where}: tokenizer {path}: {e}") from None
     _check_vocab(mcfg, tok, where)
@@ -159,21 +165,11 @@ def _write_once(output_dir: str, mcfg: LlamaConfig, tok_dir: str | None) -> None
     Both appear atomically (written aside, then renamed), so a run killed here never leaves half a tokenizer."""
     from camel_jax.params_io import config_to_dict
 
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "model_config.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(config_to_dict(mcfg), f, indent=1)
-    os.replace(path + ".tmp", path)
-    dst = os.path.join(output_dir, "tokenizer")
-    if tok_dir and not os.path.exists(dst):
-        tmp = dst + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if os.path.isdir(tok_dir):
-            shutil.copytree(tok_dir, tmp)
-        else:
-            os.makedirs(tmp)
-            shutil.copy(tok_dir, os.path.join(tmp, os.path.basename(tok_dir)))
-        os.replace(tmp, dst)
+    storage.makedirs(output_dir)
+    storage.write_text(storage.join(output_dir, "model_config.json"), json.dumps(config_to_dict(mcfg), indent=1))
+    dst = storage.join(output_dir, "tokenizer")
+    if tok_dir and not storage.exists(dst):
+        storage.copy_dir(tok_dir, dst)
 
 
 def prepare(cfg: ConfigDict, spec: RunSpec, output_dir: str, say: Callable[[str], None]) -> Setup:
@@ -188,9 +184,10 @@ def prepare(cfg: ConfigDict, spec: RunSpec, output_dir: str, say: Callable[[str]
 
         records = mixture_records(cfg.data.mixture, cfg.data.data_dir or None)
         train, held = split_holdout(records, cfg.data.holdout, cfg.train.seed)
+        # the token cache is a local file (np.load); with a bucket for output the tokens are rebuilt at each start
         data = TrainData(train, tokenizer, max_seq_length=cfg.data.max_seq_length, batch_size=cfg.train.batch_size,
                          packing=cfg.data.packing, seed=cfg.train.seed, by_rate=cfg.data.mixture_rates,
-                         cache_dir=os.path.join(output_dir, "data_cache"))
+                         cache_dir=None if storage.is_remote(output_dir) else os.path.join(output_dir, "data_cache"))
         if D.is_main():
             _write_once(output_dir, spec.model, tok_dir)
         D.barrier("setup_written")

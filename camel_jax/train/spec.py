@@ -14,6 +14,7 @@ import os
 
 from ml_collections import ConfigDict
 
+from camel_jax import storage
 from camel_jax.model.config import PRESETS, LlamaConfig, get_preset
 from camel_jax.train import config as C
 from camel_jax.train.step import BATCH_KEYS
@@ -69,7 +70,7 @@ def resolve_run(cfg: ConfigDict) -> RunSpec:
     arch, source = _architecture(cfg)
     name = _preset_named(arch) if source != "random" else cfg.model
     if name is None:
-        name = f"{os.path.basename(os.path.normpath(cfg.init_from))} from --init_from (not config.model={cfg.model})"
+        name = f"{storage.basename(cfg.init_from)} from --init_from (not config.model={cfg.model})"
     elif source != "random" and name != cfg.model:
         name = f"{name} from --init_from (not config.model={cfg.model})"
     where = "the --init_from checkpoint" if source != "random" else f"model {cfg.model}"
