@@ -3,7 +3,6 @@ with the last good checkpoint intact, 2 processes × 4 devices = 1 process × 8 
 (mp4, dp2,mp2 over 2 × 2 devices) = 1 process × 4 devices, and the default command."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
