@@ -73,7 +73,7 @@ def _release(state, row):
 DECODE_ATTENTION = ("auto", "dense", "paged", "paged_interpret")
 
 
-def _decode_attention(choice: str, max_len: int) -> str:
+def _decode_attention(choice: str, max_len: int, head_dim: int) -> str:
     if choice not in DECODE_ATTENTION:
         raise ValueError(f"decode_attention must be one of {', '.join(DECODE_ATTENTION)}, got {choice!r}")
     if choice != "auto":
@@ -81,7 +81,9 @@ def _decode_attention(choice: str, max_len: int) -> str:
             raise ValueError(f"decode_attention {choice!r} needs max_len divisible by one of {PAGE_SIZES}, got "
                              f"{max_len}")
         return choice
-    return "paged" if jax.default_backend() == "tpu" and page_size(max_len) is not None else "dense"
+    # The kernel's Mosaic lowering takes head dims in multiples of 128 (LLaMA's; SmolLM2's 64 stays dense).
+    fits = page_size(max_len) is not None and head_dim % 128 == 0
+    return "paged" if jax.default_backend() == "tpu" and fits else "dense"
 
 
 class Engine:
@@ -89,7 +91,8 @@ class Engine:
     fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
     max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens.
     quantize: None/"none", or "int8" (weight-only, per output channel: infer/quantize.py).
-    decode_attention: "auto" (the Pallas paged kernel on TPU when a page size divides max_len, else dense),
+    decode_attention: "auto" (the Pallas paged kernel on TPU when a page size divides max_len and the head dim
+    is a multiple of 128, else dense),
     "dense" (grouped attention over the bucketed window), "paged", or "paged_interpret" (the kernel through
     Pallas' interpreter: any backend, slow; for tests)."""
 
@@ -113,7 +116,7 @@ class Engine:
         self._prefill = jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES))
         self._insert = jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES),
                                donate_argnums=(0, 1))
-        self.decode_attention = _decode_attention(decode_attention, self.max_len)
+        self.decode_attention = _decode_attention(decode_attention, self.max_len, cfg.dim_per_head)
         paged = {"paged": "kernel", "paged_interpret": "interpret"}.get(self.decode_attention, "")
         self._step = jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged),
                                     partition.SERVE_RULES), static_argnames="window", donate_argnums=(1, 2))
