@@ -283,14 +283,29 @@ class Engine:
         ctx = [int(self._requests[rid].prompt[-1])]
         return self.tokenizer.decode(ctx + list(ids))[len(self.tokenizer.decode(ctx)):]
 
+    def _tail_text(self, rid: int, out: list[int]) -> str:
+        """The text of the last few generated tokens, decoded after the token before them: enough to hold any of
+        the request's stop strings that ends in the newest token (4 tokens per character, byte-level BPE's
+        worst case, and 4 more). This assumes decoding is local within that window (byte-level BPE, SentencePiece);
+        a hit is confirmed, and cut, on the whole text."""
+        n = 4 * max(len(s) for s in self._requests[rid].stop) + 4
+        if len(out) <= n:
+            return self.text(rid, out)
+        ctx = [out[-n - 1]]
+        return self.tokenizer.decode(ctx + out[-n:])[len(self.tokenizer.decode(ctx)):]
+
     def _advance(self, slot: int, tok: int, done: bool) -> None:
         rid, sample = self._slot[slot]
         r, out = self._requests[rid], self._out[slot]
         eos = done and tok == self.eos_id and not r.ignore_eos
         if not eos:
             out.append(tok)
-        text = self.text(rid, out) if r.stop else None  # decoded each token only when stop strings need it
-        cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1) if r.stop else -1
+        # Stop strings: the newest tokens' text is searched each token (not the whole text: that was quadratic in
+        # the answer's length), and the whole text only once one shows there, to cut at its first occurrence.
+        text, cut = None, -1
+        if r.stop and any(s in self._tail_text(rid, out) for s in r.stop):
+            text = self.text(rid, out)
+            cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1)
         suffix = next((s for s in self._stop_ids[rid] if out[-len(s):] == s), None)
         if cut < 0 and not done and suffix is None:
             if self.on_token is not None:
