@@ -75,18 +75,28 @@ def hf_generate(model, prompts, new):
 
 
 def matmul_floor(cfg, weights, batch):
-    """The step's weight matmuls alone: x [batch, in] @ W for every layer's projections, and the head."""
-    mats = [w for layer in weights["layers"] for w in jax.tree.leaves(layer) if w.ndim == 2]
-    mats.append(weights["head"] if weights["head"] is not None else weights["embed"].T)
+    """The step's weight matmuls alone, in the step's order: per layer x @ q/k/v, (the q output as the attention
+    output) @ o, x @ gate/up, (the gate output) @ down, then the head, each output kept (returned), no other work.
+    Chained, not independent: XLA:CPU runs independent ops concurrently, which a step cannot. Not summed: XLA fuses a
+    reduction into the dot (a YNNPACK dot+reduce fusion, partly rewritten as reduce-windows) and then times something
+    other than a matmul (that was this floor before, slower than the whole step under load)."""
+    dt = jnp.dtype(cfg.dtype)
+    layers = [{name: w["kernel"] for part in ("attn", "mlp") for name, w in layer[part].items()}
+              for layer in weights["layers"]]
+    head = weights["head"] if weights["head"] is not None else jnp.asarray(weights["embed"]).T
 
     @jax.jit
-    def f(mats, x):
-        acc = 0.0
-        for m in mats:
-            acc = acc + jnp.sum(jnp.dot(x[:, :m.shape[0]], m))  # summed, so no matmul is dead code
-        return acc
-    x = jnp.ones((batch, max(m.shape[0] for m in mats)), jnp.float32)
-    return lambda: jax.block_until_ready(f(mats, x))
+    def f(layers, head, x):
+        kept = []
+        for w in layers:
+            q, k, v = x @ w["q"], x @ w["k"], x @ w["v"]
+            x = q @ w["o"]
+            g, u = x @ w["gate"], x @ w["up"]
+            x = g @ w["down"]
+            kept += [k, v, u]
+        return x @ head, kept
+    x = jnp.ones((batch, cfg.hidden_size), dt)
+    return lambda: jax.block_until_ready(f(layers, head, x))
 
 
 def median_time(fn, reps):

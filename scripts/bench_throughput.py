@@ -10,11 +10,15 @@ lengths). The sides:
     so its first pass (compiles included, as a user's run pays them) is reported apart from the warm passes.
 Useful tokens/s each, ratios against `generate` (warm), and whether the greedy outputs are identical across sides.
 
-    python scripts/bench_throughput.py [--preset bench-58m | --gguf FILE] [--reps 2] [--slots N]
+    python scripts/bench_throughput.py [--preset bench-58m | --gguf FILE] [--reps 2] [--slots N[,M...]]
+
+`--slots 8,16`: the continuous side once per slot count (the first also runs the static side), so what more slots
+buy on this machine is measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -45,17 +49,19 @@ def main():
     ap.add_argument("--preset", default="bench-58m")
     ap.add_argument("--gguf", help="a GGUF model file instead of a random preset")
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--slots", type=int, help="engine slots (default: the Engine's default)")
+    ap.add_argument("--slots", help="engine slots, or a comma-separated list (default: the Engine's default)")
     ap.add_argument("--batch", type=int, default=8, help="static batch size (open-instruct's: 8)")
     args = ap.parse_args()
     cfg, params, _ = models(args)
     reqs = requests(cfg)
     useful = sum(r.max_new_tokens for r in reqs)
     max_len = -(-max(len(r.prompt) + r.max_new_tokens for r in reqs) // 128) * 128
-    engine = Engine(params, cfg, max_len=max_len, **({"slots": args.slots} if args.slots else {}))
+    engines = [Engine(params, cfg, max_len=max_len, slots=int(n)) for n in args.slots.split(",")] if args.slots \
+        else [Engine(params, cfg, max_len=max_len)]
+    engine = engines[0]
     b = args.batch
 
-    def continuous():
+    def continuous(engine=engine):
         start = len(engine._requests)
         return [o[0].tokens for o in engine.run(reqs)[start:]]
 
@@ -74,23 +80,32 @@ def main():
             out += [g[:r.max_new_tokens] for g, r in zip(got, chunk)]
         return out
 
-    engine.run(reqs[:b])  # compiles the engine's shapes (one step per window size, one prefill per bucket)
+    for e in engines:
+        e.run(reqs[:b])  # compiles the engine's shapes (one step per window size, one prefill per bucket)
     t_cold, ref = timed(static_generate)
-    t_gen, t_cont, t_stat = [], [], []
+    t_gen, t_stat, t_cont = [], [], [[] for _ in engines]
+    outs = []
     for _ in range(args.reps):  # in turn, so the shared machine's other load hits every side alike
         t, out_gen = timed(static_generate)
         t_gen.append(t)
-        t, out_cont = timed(continuous)
-        t_cont.append(t)
+        for e, times in zip(engines, t_cont):
+            t, out = timed(functools.partial(continuous, e))
+            times.append(t)
+            outs.append(out)
         t, out_stat = timed(static)
         t_stat.append(t)
-    t_gen, t_cont, t_stat = (statistics.median(t) for t in (t_gen, t_cont, t_stat))
-    same = sum(a == c == s == r for a, c, s, r in zip(out_gen, out_cont, out_stat, ref))
+    t_gen, t_stat = statistics.median(t_gen), statistics.median(t_stat)
+    t_conts = [statistics.median(t) for t in t_cont]
+    t_cont = t_conts[0]
+    same = sum(all(o[i] == ref[i] for o in outs) and a == s == r for i, (a, s, r) in
+               enumerate(zip(out_gen, out_stat, ref)))
     print(f"{args.gguf or args.preset}, fp32, 64 requests, answers of 16-256 tokens ({useful} useful tokens), "
-          f"greedy, EOS ignored; engine slots {engine.slots}, static batches of {b}; medians of {args.reps}")
+          f"greedy, EOS ignored; engine slots {', '.join(str(e.slots) for e in engines)}, static batches of {b}; "
+          f"medians of {args.reps}")
     for name, t in ((f"generate, batches of {b} (first pass, compiles)", t_cold),
                     (f"generate, batches of {b} (warm)", t_gen),
-                    (f"engine, static batches of {b}", t_stat), ("engine, continuous", t_cont)):
+                    (f"engine, static batches of {b}", t_stat),
+                    *((f"engine, continuous, {e.slots} slots", t) for e, t in zip(engines, t_conts))):
         print(f"  {name:<44} {useful / t:8.1f} tok/s ({t:6.1f} s)  {t_gen / t:5.2f}x generate (warm)"
               f"  {t_cold / t:5.2f}x generate (first pass)")
     print(f"  continuous batching alone (engine static / continuous): {t_stat / t_cont:.2f}x")

@@ -45,7 +45,8 @@ def test_grouped_attention_equals_repeated_kv():
     lengths = jnp.asarray([1, 10, 24])
     valid = jnp.arange(24)[None] < lengths[:, None]
     ref = dot_attention(q[:, None], k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), valid[:, None, None, :])[:, 0]
-    np.testing.assert_allclose(np.asarray(decode.grouped_attention(q, k, v, valid)), np.asarray(ref), atol=1e-6)
+    out = decode.grouped_attention(q, k.transpose(1, 0, 2, 3), v.transpose(1, 0, 2, 3), valid)  # the cache's [KV, B]
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
 
 
 def _state(slots, lengths, active):
@@ -63,9 +64,9 @@ def test_a_write_past_the_cache_is_dropped_and_reported(weights):
     assert np.asarray(overflow).tolist() == [True, False]
     assert np.asarray(state["lengths"]).tolist() == [16, 4] and np.asarray(state["active"]).tolist() == [False, True]
     for c, b in zip(cache, before):
-        np.testing.assert_array_equal(np.asarray(c["k"])[0], b["k"][0])  # row 0 untouched: the last slot too
-        assert not np.array_equal(np.asarray(c["k"])[1, :, 3], b["k"][1, :, 3])  # row 1 written at its position
-        np.testing.assert_array_equal(np.asarray(c["k"])[1, :, 4:], b["k"][1, :, 4:])
+        np.testing.assert_array_equal(np.asarray(c["k"])[:, 0], b["k"][:, 0])  # row 0 untouched: the last slot too
+        assert not np.array_equal(np.asarray(c["k"])[:, 1, 3], b["k"][:, 1, 3])  # row 1 written at its position
+        np.testing.assert_array_equal(np.asarray(c["k"])[:, 1, 4:], b["k"][:, 1, 4:])
 
 
 def test_an_insert_outside_the_slots_is_dropped(weights):
@@ -83,7 +84,7 @@ def test_an_insert_outside_the_slots_is_dropped(weights):
     c3, s3, tok3, _ = ins(cache, state, np.int32(1), kv, np.int32(3), logits, request)
     assert np.asarray(s3["active"]).tolist() == [False, True] and int(s3["lengths"][1]) == 3
     assert int(tok3) == int(jnp.argmax(logits)) and int(s3["tokens"][1]) == int(tok3)
-    np.testing.assert_array_equal(np.asarray(c3[0]["k"][1, :, :16]), np.asarray(kv[0][0]))
+    np.testing.assert_array_equal(np.asarray(c3[0]["k"][:, 1, :16]), np.asarray(kv[0][0]))
 
 
 def test_the_step_updates_the_donated_cache_in_place(weights):
@@ -96,4 +97,4 @@ def test_the_step_updates_the_donated_cache_in_place(weights):
     assert stats.temp_size_in_bytes < cache_bytes / 4  # and no copy of it is made
     new_cache, *_ = step(w, cache, state, window=16)
     assert all(x.is_deleted() for c in cache for x in c.values())
-    assert new_cache[0]["k"].shape == (4, CFG.kv_heads, 128, CFG.dim_per_head)
+    assert new_cache[0]["k"].shape == (CFG.kv_heads, 4, 128, CFG.dim_per_head)

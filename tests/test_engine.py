@@ -110,6 +110,21 @@ def test_stop_sequences(params):
     assert ids.text == tok.decode(full[:first])
 
 
+def test_a_stop_string_late_in_a_long_answer(params):
+    """Past the first few tokens only the newest tokens' text is searched each step (engine._tail_text): a stop
+    string spanning two tokens far into the answer still ends it there, cut exactly, as a whole-text search would."""
+    full = _engine(params, slots=1).run([Request(PROMPTS[1], 60, ignore_eos=True)])[0][0].tokens
+    tok = CharTokenizer()
+    text = tok.decode(full)
+    k, stop = next((k, s) for k in range(30, 59) for s in [tok.piece(full[k])[-1] + tok.piece(full[k + 1])[0]]
+                   if s not in tok.decode(full[:k + 1]))
+    m = next(m for m in range(1, 61) if stop in tok.decode(full[:m]))
+    assert m == k + 2 > 4 * len(stop) + 4 + 1  # beyond the searched tail's length
+    out = _engine(params, slots=1, tokenizer=tok).run([Request(PROMPTS[1], 60, ignore_eos=True, stop=[stop])])
+    assert out[0][0].finish_reason == "stop" and out[0][0].tokens == full[:m]
+    assert out[0][0].text == text[:text.find(stop)]
+
+
 def test_eos_ends_a_row_and_is_not_returned(params):
     full = _engine(params, slots=1).run([Request(PROMPTS[0], 12, ignore_eos=True)])[0][0].tokens
     eos = full[3]
@@ -155,8 +170,8 @@ def test_on_a_mesh_equals_one_device(params, one_device, spec):
     eng = _engine(params, slots=4, mesh=mesh)
     out = eng.run([Request(p, 10, ignore_eos=True) for p in PROMPTS] + [SAMPLED])
     assert [o[0].tokens for o in out] == [o[0].tokens for o in one_device]
-    laid = tuple(eng.cache[0]["k"].sharding.spec) + (None,) * 4  # the cache after the steps: slots, kv heads
-    assert laid[:3] == ("dp" if "dp" in spec else None, "mp" if "mp" in spec else None, None)
+    laid = tuple(eng.cache[0]["k"].sharding.spec) + (None,) * 4  # the cache after the steps: kv heads, slots
+    assert laid[:3] == ("mp" if "mp" in spec else None, "dp" if "dp" in spec else None, None)
 
 
 def test_bfloat16_runs(params):

@@ -4,11 +4,13 @@ Why not the Flax module's cached path: there the cache goes through the layer sc
 decode step allocates and copies the whole [L, B, S, kv, hd] cache, one scalar index serves all rows, and grouped
 kv heads are repeated to [B, S, H, hd]. Here the weights are split per layer once (`serving_weights`, in the
 compute dtype: no per-step casts, no per-step slicing of a stacked weight) and so is the cache: a list of
-[B, KV, S, hd] buffers (heads-major: the attention's batched dots then read it without a transpose, 6x faster
-than [B, S, KV, hd] on CPU), donated to the jitted step, each written by one scatter at each row's own position
-(in place). A layer is the same arithmetic as `model.layers.DecoderLayer` (tests check the tokens against the
-model), with grouped attention over [B, KV, group] — no repeat — over only the first `window` slots: the caller
-picks the window (a few static sizes) to cover the longest row present, so cost follows the tokens present.
+[KV, B, S, hd] buffers (heads and rows leading: the attention's batched dots read it without a transpose, 6x
+faster than [B, S, KV, hd] on CPU; and on TPU the same buffer is the paged-attention kernel's page pool, see
+infer/paged.py), donated to the jitted step, each written by one scatter at each row's own position (in place).
+A layer is the same arithmetic as `model.layers.DecoderLayer` (tests check the tokens against the model), with
+grouped attention over [B, KV, group] — no repeat — over only the first `window` slots: the caller picks the
+window (a few static sizes) to cover the longest row present, so cost follows the tokens present. paged=True
+(the engine's choice on TPU): the Pallas paged-attention kernel instead, each row reading only its own slots.
 
 Bounds: a write at a position past the cache, or into a row that does not exist, is dropped (scatter mode "drop")
 and reported in `overflow`; nothing is clamped onto the last slot. The engine refuses such requests before.
@@ -37,6 +39,7 @@ from camel_jax.model.partition import BTD, BTHD, BTKD, CACHE, SERVE_RULES, const
 from camel_jax.model.splash import splash_attention
 from camel_jax.model.vocab import mask_padded_logits
 from camel_jax.infer import quantize as quant
+from camel_jax.infer.paged import paged_decode_attention
 from camel_jax.infer.sampling import sample, stop_hit
 
 
@@ -76,8 +79,8 @@ def serving_weights(params: dict, cfg: LlamaConfig, mesh: jax.sharding.Mesh | No
 
 
 def empty_cache(cfg: LlamaConfig, slots: int, max_len: int, mesh: jax.sharding.Mesh | None = None) -> list:
-    """One {"k", "v"} [slots, KV, max_len, hd] buffer pair per layer, split by SERVE_RULES' cache names."""
-    shape = (slots, cfg.kv_heads, max_len, cfg.dim_per_head)
+    """One {"k", "v"} [KV, slots, max_len, hd] buffer pair per layer, split by SERVE_RULES' cache names."""
+    shape = (cfg.kv_heads, slots, max_len, cfg.dim_per_head)
     return [{"k": _place(np.zeros(shape), P(*CACHE), mesh, cfg.dtype),
              "v": _place(np.zeros(shape), P(*CACHE), mesh, cfg.dtype)} for _ in range(cfg.num_layers)]
 
@@ -178,8 +181,8 @@ def insert(cache: list, state: dict, row: jax.Array, kv: list, length: jax.Array
     request: this row's max_new, eos, temperature, top_k, top_p, keys [2], stops [N, W]. A row outside the slots
     is dropped (never clamped onto another): the engine checks it first."""
     t = kv[0][0].shape[1]
-    cache = [{"k": constrain(c["k"].at[row, :, :t].set(k.astype(c["k"].dtype), mode="drop"), CACHE),
-              "v": constrain(c["v"].at[row, :, :t].set(v.astype(c["v"].dtype), mode="drop"), CACHE)}
+    cache = [{"k": constrain(c["k"].at[:, row, :t].set(k.astype(c["k"].dtype), mode="drop"), CACHE),
+              "v": constrain(c["v"].at[:, row, :t].set(v.astype(c["v"].dtype), mode="drop"), CACHE)}
              for c, (k, v) in zip(cache, kv)]
     r = {**{k: v[None] for k, v in request.items()}, "count": jnp.zeros(1, jnp.int32),
          "history": jnp.full((1, state["history"].shape[1]), -2, jnp.int32), "tokens": jnp.zeros(1, jnp.int32)}
@@ -191,20 +194,22 @@ def insert(cache: list, state: dict, row: jax.Array, kv: list, length: jax.Array
 
 
 def grouped_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Array:
-    """q [B, H, hd] over k/v [B, KV, W, hd] where valid [B, W], kv heads shared by groups of H/KV query heads
-    without repeating them; scores and softmax in fp32 (as `dot_attention`)."""
+    """q [B, H, hd] over k/v [KV, B, W, hd] (the cache's layout) where valid [B, W], kv heads shared by groups of
+    H/KV query heads without repeating them; scores and softmax in fp32 (as `dot_attention`)."""
     b, h, hd = q.shape
-    kvh = k.shape[1]
-    s = jnp.einsum("bkgd,bksd->bkgs", q.reshape(b, kvh, h // kvh, hd), k,
+    kvh = k.shape[0]
+    s = jnp.einsum("kbgd,kbsd->kbgs", q.reshape(b, kvh, h // kvh, hd).transpose(1, 0, 2, 3), k,
                    preferred_element_type=jnp.float32) * (hd ** -0.5)
-    s = jnp.where(valid[:, None, None, :], s, NEG)
+    s = jnp.where(valid[None, :, None, :], s, NEG)
     p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-    return jnp.einsum("bkgs,bksd->bkgd", p, v).reshape(b, h, hd)
+    # kv heads and rows stay leading (as in the cache): another output order made XLA:CPU copy v per layer
+    return jnp.einsum("kbgs,kbsd->kbgd", p, v).transpose(1, 0, 2, 3).reshape(b, h, hd)
 
 
-def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, window: int):
+def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, window: int, paged: str = ""):
     """Advance every active row by one token -> (cache, state, tokens [B], done [B], overflow [B]).
-    Attends over the first `window` cache slots (static; must exceed every active row's length)."""
+    Attends over the first `window` cache slots (static; must exceed every active row's length), or with paged
+    "kernel" / "interpret" through infer/paged.py (each row its own length; window unused)."""
     b, s = state["tokens"].shape[0], cache[0]["k"].shape[2]
     pos, live = state["lengths"], state["active"]
     overflow = live & (pos >= s)
@@ -215,11 +220,16 @@ def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, wi
     new_cache = []
 
     def attend(q, k, v):
-        # rows and write index dims 0 and 2: the update is [B, KV, hd], one row's slot each
-        ck = constrain(c["k"].at[rows, :, write].set(k[:, 0].astype(c["k"].dtype), mode="drop"), CACHE)
-        cv = constrain(c["v"].at[rows, :, write].set(v[:, 0].astype(c["v"].dtype), mode="drop"), CACHE)
-        out = grouped_attention(q[:, 0], ck[:, :, :window].astype(q.dtype), cv[:, :, :window].astype(q.dtype),
-                                valid)
+        # rows and write index dims 1 and 2: the update is [KV, B, hd], one row's slot each
+        ck = constrain(c["k"].at[:, rows, write].set(k[:, 0].swapaxes(0, 1).astype(c["k"].dtype), mode="drop"),
+                       CACHE)
+        cv = constrain(c["v"].at[:, rows, write].set(v[:, 0].swapaxes(0, 1).astype(c["v"].dtype), mode="drop"),
+                       CACHE)
+        if paged:
+            out = paged_decode_attention(q[:, 0], ck, cv, jnp.where(live, pos + 1, 1), interpret=paged == "interpret")
+        else:
+            out = grouped_attention(q[:, 0], ck[:, :, :window].astype(q.dtype), cv[:, :, :window].astype(q.dtype),
+                                    valid)
         return out[:, None], {"k": ck, "v": cv}
 
     x = _embed(weights, state["tokens"][:, None], cfg)

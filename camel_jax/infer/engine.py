@@ -34,6 +34,7 @@ from camel_jax.model import partition
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.mesh import check_model
 from camel_jax.infer import decode
+from camel_jax.infer.paged import PAGE_SIZES, page_size
 from camel_jax.infer.sampling import request_key
 
 
@@ -69,16 +70,36 @@ def _release(state, row):
     return {**state, "active": state["active"].at[row].set(False, mode="drop")}
 
 
+DECODE_ATTENTION = ("auto", "dense", "paged", "paged_interpret")
+
+
+def _decode_attention(choice: str, max_len: int, head_dim: int) -> str:
+    if choice not in DECODE_ATTENTION:
+        raise ValueError(f"decode_attention must be one of {', '.join(DECODE_ATTENTION)}, got {choice!r}")
+    if choice != "auto":
+        if choice != "dense" and page_size(max_len) is None:
+            raise ValueError(f"decode_attention {choice!r} needs max_len divisible by one of {PAGE_SIZES}, got "
+                             f"{max_len}")
+        return choice
+    # The kernel's Mosaic lowering takes head dims in multiples of 128 (LLaMA's; SmolLM2's 64 stays dense).
+    fits = page_size(max_len) is not None and head_dim % 128 == 0
+    return "paged" if jax.default_backend() == "tpu" and fits else "dense"
+
+
 class Engine:
     """slots: decode rows (a multiple of the mesh's dp). max_len: cache slots per row (prompt + new tokens must
     fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
     max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens.
-    quantize: None/"none", or "int8" (weight-only, per output channel: infer/quantize.py)."""
+    quantize: None/"none", or "int8" (weight-only, per output channel: infer/quantize.py).
+    decode_attention: "auto" (the Pallas paged kernel on TPU when a page size divides max_len and the head dim
+    is a multiple of 128, else dense),
+    "dense" (grouped attention over the bucketed window), "paged", or "paged_interpret" (the kernel through
+    Pallas' interpreter: any backend, slow; for tests)."""
 
     def __init__(self, params: dict, cfg: LlamaConfig, *, slots: int = 8, max_len: int | None = None,
                  mesh: jax.sharding.Mesh | None = None, tokenizer: Any = None, eos_id: int | None = None,
                  window_block: int = 128, min_bucket: int = 16, max_stops: int = 4, stop_len: int = 8,
-                 quantize: str | None = None):
+                 quantize: str | None = None, decode_attention: str = "auto"):
         self.cfg, self.slots, self.mesh, self.tokenizer = cfg, slots, mesh, tokenizer
         self.max_len = max_len or cfg.max_seq_len
         self.eos_id = eos_id if eos_id is not None else (tokenizer.eos_id if tokenizer else cfg.eos_token_id)
@@ -95,8 +116,10 @@ class Engine:
         self._prefill = jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES))
         self._insert = jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES),
                                donate_argnums=(0, 1))
-        self._step = jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg), partition.SERVE_RULES),
-                             static_argnames="window", donate_argnums=(1, 2))
+        self.decode_attention = _decode_attention(decode_attention, self.max_len, cfg.dim_per_head)
+        paged = {"paged": "kernel", "paged_interpret": "interpret"}.get(self.decode_attention, "")
+        self._step = jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged),
+                                    partition.SERVE_RULES), static_argnames="window", donate_argnums=(1, 2))
         self._release = jax.jit(_release, donate_argnums=0)
         self._queue: collections.deque = collections.deque()
         self._requests: list[Request] = []
@@ -260,14 +283,29 @@ class Engine:
         ctx = [int(self._requests[rid].prompt[-1])]
         return self.tokenizer.decode(ctx + list(ids))[len(self.tokenizer.decode(ctx)):]
 
+    def _tail_text(self, rid: int, out: list[int]) -> str:
+        """The text of the last few generated tokens, decoded after the token before them: enough to hold any of
+        the request's stop strings that ends in the newest token (4 tokens per character, byte-level BPE's
+        worst case, and 4 more). This assumes decoding is local within that window (byte-level BPE, SentencePiece);
+        a hit is confirmed, and cut, on the whole text."""
+        n = 4 * max(len(s) for s in self._requests[rid].stop) + 4
+        if len(out) <= n:
+            return self.text(rid, out)
+        ctx = [out[-n - 1]]
+        return self.tokenizer.decode(ctx + out[-n:])[len(self.tokenizer.decode(ctx)):]
+
     def _advance(self, slot: int, tok: int, done: bool) -> None:
         rid, sample = self._slot[slot]
         r, out = self._requests[rid], self._out[slot]
         eos = done and tok == self.eos_id and not r.ignore_eos
         if not eos:
             out.append(tok)
-        text = self.text(rid, out) if r.stop else None  # decoded each token only when stop strings need it
-        cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1) if r.stop else -1
+        # Stop strings: the newest tokens' text is searched each token (not the whole text: that was quadratic in
+        # the answer's length), and the whole text only once one shows there, to cut at its first occurrence.
+        text, cut = None, -1
+        if r.stop and any(s in self._tail_text(rid, out) for s in r.stop):
+            text = self.text(rid, out)
+            cut = min((i for i in (text.find(s) for s in r.stop) if i >= 0), default=-1)
         suffix = next((s for s in self._stop_ids[rid] if out[-len(s):] == s), None)
         if cut < 0 and not done and suffix is None:
             if self.on_token is not None:

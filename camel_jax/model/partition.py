@@ -52,7 +52,7 @@ def override(table: Rules, **mesh_axes: Any) -> Rules:
 
 
 # Serving (infer/): slots over dp, heads, widths and vocabulary over mp, weights whole on every dp replica (no
-# fsdp: a decode step would gather every weight for one token per slot). The KV cache [B, KV, S, hd] per layer.
+# fsdp: a decode step would gather every weight for one token per slot). The KV cache [KV, B, S, hd] per layer.
 SERVE_RULES: Rules = override(TRAIN_RULES, batch="dp", embed=None) + (
     ("cache_batch", "dp"),
     ("cache_seq", None),
@@ -67,7 +67,7 @@ BTHD = ("batch", "seq", "act_heads", "head_dim")  # queries, attention outputs [
 BTKD = ("batch", "seq", "act_kv_heads", "head_dim")  # keys, values [B, T, KV, hd]
 BHTD = ("batch", "act_heads", "seq", "head_dim")  # a kernel's heads-major layout [B, H, T, hd]
 BT = ("batch", "seq")  # tokens, segment ids, positions [B, T]
-CACHE = ("cache_batch", "cache_kv_heads", "cache_seq", "head_dim")  # one layer's served KV cache [B, KV, S, hd]
+CACHE = ("cache_kv_heads", "cache_batch", "cache_seq", "head_dim")  # one layer's served KV cache [KV, B, S, hd]
 
 
 def path_str(path: Sequence[Any]) -> str:
