@@ -19,7 +19,7 @@ from camel_jax.evaluate import gsm, records, run
 
 ARGS = ["--max_examples", "2", "--max_new_tokens", "8", "--no_progress"]
 TASKS = ("mmlu_0shot", "mmlu_5shot", "gsm_direct", "gsm_cot")
-PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns below (each engine compiles anew)
+PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns below (new shapes compile anew)
 
 
 @pytest.fixture(scope="module")
