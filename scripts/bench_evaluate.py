@@ -11,7 +11,8 @@ fired) and truncating at the stop strings afterwards. `--max_new_tokens` caps bo
 
 Timed: camel_jax's whole command (model load, compilation, decoding, scoring incl. the Codex sandbox) and, as
 `model work`, the sum of its tasks' decode/score wall times; the peer's model work only (no code execution, no
-load). With `--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent
+load). camel_jax decodes all generate settings in one engine queue (evaluate/run.py), so its per-task times are
+each step's time shared by the tokens it gave the task: per-task ratios are indicative, the sums exact. With `--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent
 compilation cache, i.e. what an evaluation costs once its programs are compiled. Greedy outputs are compared.
 
     python scripts/bench_evaluate.py [--max_examples 2] [--max_new_tokens 32] [--tasks all] [--warm]

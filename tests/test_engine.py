@@ -152,10 +152,21 @@ def test_bad_requests_are_refused(params):
 
 def test_sampling_parameters_compile_nothing_new(params):
     eng = _engine(params, slots=3)
+    programs = (eng._step, eng._prefill, eng._insert)  # shared by the module's engines of this config
+    before = [p._cache_size() for p in programs]
     reqs = [Request(PROMPTS[i % 2], 3 + i, temperature=0.3 * (i % 4), top_k=i % 3, top_p=1 - 0.1 * (i % 5),
                     seed=i, n=1 + i % 2) for i in range(8)]
     eng.run(reqs)
-    assert eng._step._cache_size() == 1 and eng._prefill._cache_size() == 1 and eng._insert._cache_size() == 1
+    assert all(p._cache_size() - b <= 1 for p, b in zip(programs, before))  # one shape each, not one per request
+
+
+def test_engines_of_one_config_share_their_compiled_programs(params):
+    a, b = _engine(params, slots=2), _engine(params, slots=2)
+    assert (a._prefill, a._insert, a._step) == (b._prefill, b._insert, b._step)
+    first = a.run([Request(PROMPTS[0], 3)])
+    sizes = [p._cache_size() for p in (a._prefill, a._insert, a._step)]
+    assert b.run([Request(PROMPTS[0], 3)]) == first
+    assert [p._cache_size() for p in (b._prefill, b._insert, b._step)] == sizes  # nothing compiled again
 
 
 @pytest.fixture(scope="module")

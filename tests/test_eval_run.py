@@ -1,9 +1,14 @@
 """`python -m camel_jax.evaluate` end to end on a tiny model with the real LLaMA tokenizer: the files it writes,
-choice log-probs against a plain forward pass, rescore reproducing the saved metrics, equal results for 1 and 4
-slots, a torn predictions file continued to the uninterrupted result, the protocols' BOS and stop handling, and
+choice log-probs against a plain forward pass, rescore reproducing the saved metrics, equal results on a dp4,mp2
+mesh of simulated devices with 8 slots and on one device with 4 (and, in the kill test, with 1), a torn predictions
+file and a SIGKILLed process each continued to the uninterrupted result, the protocols' BOS and stop handling, and
 one-line usage errors."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +19,7 @@ from camel_jax.evaluate import gsm, records, run
 
 ARGS = ["--max_examples", "2", "--max_new_tokens", "8", "--no_progress"]
 TASKS = ("mmlu_0shot", "mmlu_5shot", "gsm_direct", "gsm_cot")
-PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns below (each engine compiles anew)
+PAIR = ("mmlu_5shot", "gsm_cot")  # one choice and one generate task: the reruns below (new shapes compile anew)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +76,12 @@ def test_rescore_reproduces_the_saved_metrics(first, tmp_path):
 
 
 def _same(a, b, tasks=PAIR):
+    """b holds a's records (each id once, equal but for the last float bits of log-probs) and a's metrics."""
     for task in tasks:
-        pa, pb = saved_preds(a, task), saved_preds(b, task)
-        assert sorted(pa) == sorted(pb)
+        pa = saved_preds(a, task)
+        lines = [r["id"] for r in _lines(b, task)]
+        assert len(lines) == len(set(lines)) and set(pa) <= set(lines), task  # nothing lost, nothing twice
+        pb = saved_preds(b, task)
         for i in pa:
             x, y = dict(pa[i]), dict(pb[i])
             lx, ly = x.pop("logprobs", None), y.pop("logprobs", None)
@@ -83,11 +91,52 @@ def _same(a, b, tasks=PAIR):
         assert read_json(a, task, "metrics.json") == read_json(b, task, "metrics.json")
 
 
-def test_one_slot_equals_four(first, eval_ckpt, eval_data, tmp_path):
+def _lines(out, task):
+    import json
+
+    with open(os.path.join(out, task, records.PREDICTIONS)) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_a_dp4_mp2_mesh_with_eight_slots_equals_one_device_with_four(first, eval_ckpt, eval_data, tmp_path):
+    """--mesh on 8 simulated devices (tests/conftest.py): weights split over mp, rows over dp, for the scorer
+    (MMLU) and the engine (GSM); another slot count too, so one run checks both invariances."""
     out = str(tmp_path / "b")
-    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "1",
-                 "--tasks", ",".join(PAIR)] + ARGS) == 0
+    assert main(["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--slots", "8",
+                 "--mesh", "dp4,mp2", "--tasks", ",".join(PAIR)] + ARGS) == 0
     _same(first, out)
+
+
+def test_sigkilled_run_continues_to_the_uninterrupted_result(first, eval_ckpt, eval_data, tmp_path):
+    """A real `python -m camel_jax.evaluate` process, one slot, SIGKILLed as soon as its generate task has written
+    a record (MMLU 5-shot done, GSM CoT under way, no metrics yet), then rerun on the same --out. The killed run
+    selected 4 items so that the kill lands with items still to do; the rerun asks for 2, the same first two
+    (--max_examples is nested), and must end exactly where the uninterrupted 4-slot run `first` did."""
+    out = str(tmp_path / "k")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+               JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    argv = ["--checkpoint", eval_ckpt, "--data_dir", eval_data, "--out", out, "--tasks", ",".join(PAIR)]
+    proc = subprocess.Popen([sys.executable, "-m", "camel_jax.evaluate"] + argv + [
+        "--slots", "1", "--max_examples", "4", "--max_new_tokens", "8", "--no_progress"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    gsm = os.path.join(out, "gsm_cot", records.PREDICTIONS)
+    try:
+        deadline = time.time() + 300
+        while not (os.path.exists(gsm) and b"\n" in open(gsm, "rb").read()):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "no GSM record within 300 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(_lines(out, "mmlu_5shot")) == 4 and 1 <= open(gsm, "rb").read().count(b"\n") < 4  # mid-task
+    assert not any(os.path.exists(os.path.join(out, t, f)) for t in PAIR for f in ("metrics.json", "run.json"))
+    assert main(argv + ARGS + ["--slots", "4"]) == 0
+    _same(first, out)
+    assert read_json(out, "mmlu_5shot", "run.json")["sessions"][0]["new_items"] == 0  # all from the killed run
 
 
 def test_torn_predictions_continue_to_the_uninterrupted_result(first, eval_ckpt, eval_data, tmp_path):

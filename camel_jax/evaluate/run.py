@@ -32,6 +32,7 @@ otherwise an error pointing to scripts/download_eval_data.sh, which writes that 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -183,39 +184,66 @@ def prepare_generate(task: _Task, tokenizer, args, max_len: int) -> None:
     task.requests, task.flags = _requests(task, task.prompts, max_len, args.protocol, args.max_new_tokens)
 
 
-def run_generate(task: _Task, engine, quiet: bool) -> None:
-    """Each item's request (prepare_generate) through the engine; records written as requests finish."""
-    s, d = task.setting, task.setting.decoding
-    first = {engine.submit(r): i for i, r in enumerate(task.requests)}
-    bar = _bar(s.name, len(task.selected), len(task.selected) - len(task.todo), quiet)
-    t0 = time.time()
-    with R.Appender(task.path) as out:
+def run_generate(tasks: Sequence[_Task], engine, quiet: bool) -> None:
+    """Every generate setting's requests (prepare_generate) through the engine at once, records written as requests
+    finish. One queue across settings keeps the slots full where one setting alone would leave them idle while its
+    last answers finish (a few items per setting, Codex's 20 samples beside GSM's one); queued longest prompt first,
+    so rows decoding together have similar lengths and attend similar windows. The outputs do not depend on the
+    mix (the engine is batch-invariant). Each step's wall time is shared among the settings by the tokens it gave
+    each, so the settings' times add up to the whole."""
+    owner, times, count = {}, {}, {}
+    order = sorted(((len(r.prompt), -k, -i, t, i) for k, t in enumerate(tasks) for i, r in enumerate(t.requests)),
+                   key=lambda x: x[:3], reverse=True)
+    for _, _, _, t, i in order:
+        owner[engine.submit(t.requests[i])] = (t, i)
+    bars = {id(t): _bar(t.setting.name, len(t.selected), len(t.selected) - len(t.todo), quiet) for t in tasks}
+
+    def counted(rid, sample, tokens, completion):
+        key = id(owner[rid][0])
+        count[key] = count.get(key, 0) + 1
+
+    engine.on_token = counted
+    with contextlib.ExitStack() as stack:
+        outs = {id(t): stack.enter_context(R.Appender(t.path)) for t in tasks}
         more = True
         while more:
+            count.clear()
+            t0 = time.time()
             more = engine.step()
+            dt, total = time.time() - t0, sum(count.values())
+            for key, n in count.items():
+                times[key] = times.get(key, 0.0) + dt * n / total
             for rid, comps in engine.pop_finished():
-                i = first[rid]
-                item = task.todo[i]
-                raw = [c.text for c in comps]
-                texts = [truncate(t, d.stop) for t in raw]
-                answers = [s.extract(t, item) for t in texts]
-                correct = [s.correct(a, item) for a in answers] if s.correct else None
-                one = d.n == 1
-                rec = _base_record(item, task.prompts[i])
-                rec.update(task.flags[i])
-                rec.update({"output" if one else "outputs": texts[0] if one else texts,
-                            "generation" if one else "generations": raw[0] if one else raw,
-                            "finish_reason": comps[0].finish_reason if one else [c.finish_reason for c in comps],
-                            "output_tokens": sum(len(c.tokens) for c in comps),
-                            "answer": answers[0] if one else answers,
-                            "correct": (correct[0] if one else correct) if correct is not None else None})
-                out.write(rec)
-                task.session["prompt_tokens"] += len(task.prompts[i])
-                task.session["output_tokens"] += rec["output_tokens"]
-                task.session["new_items"] += 1
-                bar.update(1)
-    task.session["wall_time_s"] += time.time() - t0
-    bar.close()
+                task, i = owner[rid]
+                outs[id(task)].write(_generated(task, i, comps))
+                bars[id(task)].update(1)
+    engine.on_token = None
+    for t in tasks:
+        t.session["wall_time_s"] += times.get(id(t), 0.0)
+        bars[id(t)].close()
+
+
+def _generated(task: _Task, i: int, comps) -> dict:
+    """The prediction record of task.todo[i] from its completions; counts it in the task's session."""
+    s, d = task.setting, task.setting.decoding
+    item = task.todo[i]
+    raw = [c.text for c in comps]
+    texts = [truncate(t, d.stop) for t in raw]
+    answers = [s.extract(t, item) for t in texts]
+    correct = [s.correct(a, item) for a in answers] if s.correct else None
+    one = d.n == 1
+    rec = _base_record(item, task.prompts[i])
+    rec.update(task.flags[i])
+    rec.update({"output" if one else "outputs": texts[0] if one else texts,
+                "generation" if one else "generations": raw[0] if one else raw,
+                "finish_reason": comps[0].finish_reason if one else [c.finish_reason for c in comps],
+                "output_tokens": sum(len(c.tokens) for c in comps),
+                "answer": answers[0] if one else answers,
+                "correct": (correct[0] if one else correct) if correct is not None else None})
+    task.session["prompt_tokens"] += len(task.prompts[i])
+    task.session["output_tokens"] += rec["output_tokens"]
+    task.session["new_items"] += 1
+    return rec
 
 
 def score_task(out_dir: str, setting: Setting, ids: Sequence[str], options: dict | None = None) -> dict:
@@ -302,8 +330,7 @@ def evaluate(args) -> int:
             longest = max(len(r.prompt) + r.max_new_tokens for t in gen for r in t.requests)
             engine = Engine(params, cfg, slots=args.slots, max_len=min(cfg.max_seq_len, -(-longest // 128) * 128),
                             mesh=mesh, tokenizer=tokenizer)
-            for t in gen:
-                run_generate(t, engine, args.no_progress)
+            run_generate(gen, engine, args.no_progress)
     for t in tasks:
         rec = _task_record(t, identity, args, started)
         R.write_json(os.path.join(t.dir, R.RUN_FILE), rec)

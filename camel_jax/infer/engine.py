@@ -86,6 +86,19 @@ def _decode_attention(choice: str, max_len: int, head_dim: int) -> str:
     return "paged" if jax.default_backend() == "tpu" and fits else "dense"
 
 
+@functools.lru_cache(maxsize=16)
+def _programs(cfg: LlamaConfig, paged: str):
+    """The jitted prefill, insert, step and release for one model config (and decode attention), shared by every
+    Engine of the process: jit's cache then keys compiled programs by shapes, shardings and mesh alone, so a second
+    engine of the same model (an evaluation's rerun, a test) reuses what the first compiled instead of compiling it
+    all again."""
+    return (jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES)),
+            jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES), donate_argnums=(0, 1)),
+            jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged), partition.SERVE_RULES),
+                    static_argnames="window", donate_argnums=(1, 2)),
+            jax.jit(_release, donate_argnums=0))
+
+
 class Engine:
     """slots: decode rows (a multiple of the mesh's dp). max_len: cache slots per row (prompt + new tokens must
     fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
@@ -113,14 +126,9 @@ class Engine:
             self.weights = decode.serving_weights(params, cfg, mesh, quantize)
             self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh)
             self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
-        self._prefill = jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES))
-        self._insert = jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES),
-                               donate_argnums=(0, 1))
         self.decode_attention = _decode_attention(decode_attention, self.max_len, cfg.dim_per_head)
         paged = {"paged": "kernel", "paged_interpret": "interpret"}.get(self.decode_attention, "")
-        self._step = jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged),
-                                    partition.SERVE_RULES), static_argnames="window", donate_argnums=(1, 2))
-        self._release = jax.jit(_release, donate_argnums=0)
+        self._prefill, self._insert, self._step, self._release = _programs(cfg, paged)
         self._queue: collections.deque = collections.deque()
         self._requests: list[Request] = []
         self._results: list[list[Completion | None]] = []
