@@ -4,6 +4,9 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TPU compiles here are compile-only: let a test's process load libtpu while another holds its lockfile (a test
+# subprocess, or a second test run on the same machine) instead of failing with "libtpu multi-process lockfile".
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 # One XLA compilation cache for the session, shared with the subprocesses tests start: the engines, scorers and CLI
 # runs of many tests compile the same programs again (each Engine jits its own closures). A fresh directory per
 # session, removed at exit, so a CI run's time is never flattered by a cache from an earlier run.
@@ -69,10 +72,12 @@ def missing(reason: str):
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Debian chromium for the session, through Playwright with `executable_path` (never `playwright
-    install`, which downloads from outside). Skips, or fails under CI=true, when chromium or playwright is absent."""
+    """One headless Debian chromium per test module, through Playwright with `executable_path` (never `playwright
+    install`, which downloads from outside). Skips, or fails under CI=true, when chromium or playwright is absent.
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running in the main thread while
+    it is open, so any later test calling asyncio.run() would fail ("cannot be called from a running event loop")."""
     if not os.path.exists(CHROMIUM):
         missing(f"the browser tests need chromium at {CHROMIUM} (apt-get install chromium; or set $CHROMIUM)")
     try:
