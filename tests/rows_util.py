@@ -19,6 +19,16 @@ def rows(layout, t):
     return seg
 
 
+def positions(seg):
+    """[B, T] positions counting from 0 within each segment (padding, segment 0, stays 0)."""
+    pos = np.zeros_like(seg)
+    for r in range(seg.shape[0]):
+        for s in set(seg[r].tolist()) - {0}:
+            idx = np.where(seg[r] == s)[0]
+            pos[r, idx] = np.arange(len(idx))
+    return pos
+
+
 LAYOUTS = {
     "packed": [[30, 70, 150, 90, 172], [260, 40, 40, 40, 100, 32]],
     "one_segment": [[512], [512]],

@@ -15,7 +15,7 @@ from camel_jax.model import cudnn, llama
 from camel_jax.model.attention import dot_attention
 from camel_jax.model.config import get_preset, platform_of
 from camel_jax.train.step import for_mesh
-from rows_util import rows, self_mask
+from rows_util import positions, rows, self_mask
 
 
 def _device(platform, version=""):
@@ -73,11 +73,7 @@ def packed_batch():
     cfg = get_preset("tiny-gqa", dtype="bfloat16", param_dtype="float32", max_seq_len=64)
     params = jax.jit(lambda k: llama.init_params(cfg, k))(jax.random.PRNGKey(0))
     seg = rows([[20, 25, -19], [-11, 53]], 64)
-    pos = np.zeros_like(seg)
-    for r in range(seg.shape[0]):
-        for s in set(seg[r].tolist()) - {0}:
-            idx = np.where(seg[r] == s)[0]
-            pos[r, idx] = np.arange(len(idx))
+    pos = positions(seg)
     tokens = jnp.asarray(np.random.RandomState(0).randint(3, cfg.vocab_size, seg.shape))
     return cfg, params, tokens, jnp.asarray(pos), seg
 

@@ -9,7 +9,7 @@ import pytest
 from camel_jax.model.attention import dot_attention
 from camel_jax.model.config import get_preset
 from camel_jax.model.splash import splash_attention
-from rows_util import LAYOUTS, length, rows, self_mask
+from rows_util import LAYOUTS, length, positions, rows, self_mask
 from tpu_util import tpu_devices
 
 
@@ -72,11 +72,7 @@ def test_model_with_splash_gives_the_same_logits():
     cfg = get_preset("tiny-gqa", dtype="float32", param_dtype="float32", max_seq_len=256)
     params = init_params(cfg, jax.random.PRNGKey(0))
     seg = rows([[100, 150, -6], [-30, 226]], 256)
-    pos = np.zeros_like(seg)
-    for r in range(seg.shape[0]):
-        for s in set(seg[r].tolist()) - {0}:
-            idx = np.where(seg[r] == s)[0]
-            pos[r, idx] = np.arange(len(idx))
+    pos = positions(seg)
     tokens = jnp.asarray(np.random.RandomState(0).randint(3, cfg.vocab_size, seg.shape))
 
     def logits(attention):

@@ -16,6 +16,7 @@ import json
 import os
 
 from camel_jax.cli import UsageError
+from camel_jax.human_eval.records import json_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,23 +46,6 @@ def pair_id(instance_id: str, model_a: str, model_b: str) -> str:
     return f"{instance_id}:{'|'.join(sorted((model_a, model_b)))}"
 
 
-def _json_lines(path: str):
-    """(line number, object) per non-blank line; a line that is not a JSON object names file:line."""
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise UsageError(f"{path}:{n}: expected a JSON object")
-            yield n, rec
-
-
 def _text(rec: dict, key: str, where: str, allow_empty: bool = False) -> str:
     value = rec.get(key)
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
@@ -79,7 +63,7 @@ def _id(rec: dict, where: str) -> str:
 def read_comparisons(path: str) -> list[Pair]:
     """Pairs of an open-instruct comparison file, in file order; a pair (id + models) appearing twice is an error."""
     pairs, seen = [], {}
-    for n, rec in _json_lines(path):
+    for n, rec in json_lines(path):
         where = f"{path}:{n}"
         comps = rec.get("completions")
         if not isinstance(comps, list) or len(comps) != 2:
@@ -114,7 +98,7 @@ def _prompt_of(value) -> str:
 def read_outputs(path: str, prompts: dict[str, str] | None = None) -> dict[str, tuple[int, str, str]]:
     """id -> (line, prompt, output) of a generate or evaluate jsonl; the prompt from the record or from `prompts`."""
     out = {}
-    for n, rec in _json_lines(path):
+    for n, rec in json_lines(path):
         where = f"{path}:{n}"
         rid = _id(rec, where)
         if "output" not in rec:

@@ -82,30 +82,36 @@ def _format(path: str) -> str:
     return ext[1:]
 
 
+def json_lines(path: str):
+    """(line number, object) per non-blank line of a JSONL file; a line that is not a JSON object names file:line."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise UsageError(f"{path}:{n}: expected a JSON object")
+            yield n, rec
+
+
 def read_annotations(path: str) -> list[Annotation]:
     """Every annotation in a .jsonl or .csv file, or a UsageError naming the first bad line (nothing half-read)."""
     fmt = _format(path)
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
-    out = []
+    if fmt == "jsonl":
+        return [from_dict(row, f"{path}:{n}") for n, row in json_lines(path)]
     with open(path, encoding="utf-8", newline="") as f:
-        if fmt == "jsonl":
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                out.append(from_dict(row, f"{path}:{n}"))
-        else:
-            reader = csv.DictReader(f)
-            absent = [k for k in REQUIRED if k not in (reader.fieldnames or ())]
-            if absent:
-                raise UsageError(f"{path}:1: the CSV header lacks the column {absent[0]!r}")
-            for row in reader:
-                out.append(from_dict(row, f"{path}:{reader.line_num}"))
-    return out
+        reader = csv.DictReader(f)
+        absent = [k for k in REQUIRED if k not in (reader.fieldnames or ())]
+        if absent:
+            raise UsageError(f"{path}:1: the CSV header lacks the column {absent[0]!r}")
+        return [from_dict(row, f"{path}:{reader.line_num}") for row in reader]
 
 
 def write_annotations(path: str, annotations: list[Annotation]) -> None:
