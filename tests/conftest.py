@@ -7,18 +7,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # TPU compiles here are compile-only: let a test's process load libtpu while another holds its lockfile (a test
 # subprocess, or a second test run on the same machine) instead of failing with "libtpu multi-process lockfile".
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-# One XLA compilation cache for the session, shared with the subprocesses tests start: the engines, scorers and CLI
-# runs of many tests compile the same programs again (each Engine jits its own closures). A fresh directory per
-# session, removed at exit, so a CI run's time is never flattered by a cache from an earlier run.
+# One XLA compilation cache for the test process's session: many tests compile the same engine, scorer and train
+# programs again (each Engine, each run jits its own closures). A fresh directory per session, removed at exit, so
+# a CI run's time is never flattered by an earlier run's cache. Set in this process only, never passed to the
+# subprocesses tests start: a multi-process (jax.distributed, gloo) program and a one-process program on the same
+# 8 devices can share a cache key, and a one-process run that loaded the other's executable aborted in its
+# all-reduce (seen in a full run).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import atexit
     import shutil
     import tempfile
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache = tempfile.mkdtemp(prefix="camel_jax_test_xla_cache_")
+    import jax
+
+    _cache = tempfile.mkdtemp(prefix="camel_jax_test_xla_cache_")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 import pathlib  # noqa: E402
 
