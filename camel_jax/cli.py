@@ -9,12 +9,14 @@ run through `run`, which reports them; argparse commands build their parser with
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 EXIT_USAGE = 2
 # Raised by the OS for a path the user gave; their message names the file.
@@ -168,3 +170,29 @@ def check_config_flag(argv: Sequence[str], default: str, flag: str = "config") -
                 raise UsageError(f"--{flag}.{m.group(1)}: {parent} has no field {part!r}"
                                  + (f"; its fields: {', '.join(keys)}" if keys else f" ({parent} is a value)"))
             node = node[part]
+
+
+def json_lines(path: Any, error: type[Exception] = UsageError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-blank line of a .jsonl (or .jsonl.gz) file, read lazily. A missing or
+    unreadable file, a line that is not JSON or not a JSON object is `error` naming `file:line`: every JSONL input
+    of every command reports a bad line the same way (callers check their own fields after)."""
+    path = str(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as e:
+                    raise error(f"{path}:{n}: not JSON ({e})") from None
+                if not isinstance(obj, dict):
+                    raise error(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+                yield n, obj
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not a .jsonl file") from None
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise error(f"{path}: unreadable ({e})") from None

@@ -162,3 +162,31 @@ def test_train_tokenizer_larger_than_the_model_is_one_line(tmp_path):
     _error_line(_run("train", f"--init_from={ckpt}", f"--output_dir={out}", "--config.data.max_seq_length=128"),
                 "--init_from", "the tokenizer has 512 tokens but the model's vocabulary is 256")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"a": 1}\n\n{"a": 2}', None),
+    ('{"a": 1}\n{not json\n', "x.jsonl:2: not JSON"),
+    ('{"a": 1}\n[1, 2]\n', "x.jsonl:2: expected a JSON object, got list"),
+])
+def test_json_lines_numbers_lines_and_names_the_bad_one(tmp_path, content, message):
+    """The one JSONL reader every command uses: blank lines skipped but counted, .gz read alike, the caller's error
+    type naming file:line."""
+    import gzip
+
+    from camel_jax.cli import UsageError, json_lines
+
+    class Mine(ValueError):
+        pass
+
+    for name, write in (("x.jsonl", lambda p: p.write_text(content)),
+                        ("x.jsonl.gz", lambda p: p.write_bytes(gzip.compress(content.encode())))):
+        path = tmp_path / name
+        write(path)
+        if message is None:
+            assert list(json_lines(path)) == [(1, {"a": 1}), (3, {"a": 2})]
+        else:
+            with pytest.raises(Mine, match=message.replace("x.jsonl", name).replace("[", r"\[")):
+                list(json_lines(path, Mine))
+    with pytest.raises(UsageError, match="nothing.jsonl: no such file"):
+        list(json_lines(tmp_path / "nothing.jsonl"))

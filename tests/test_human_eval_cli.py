@@ -83,7 +83,7 @@ def test_open_instructs_released_annotations_import_as_they_were_made(tmp_path, 
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["serve", "--db", "{tmp}/x.sqlite", "--pairs", "{bad}"], "human_eval serve: error: {bad}:2: not valid JSON"),
+    (["serve", "--db", "{tmp}/x.sqlite", "--pairs", "{bad}"], "human_eval serve: error: {bad}:2: not JSON"),
     (["serve", "--db", "{tmp}/x.sqlite", "--pairs", FIXTURE, "--overlap", "1.5"],
      "human_eval serve: error: --overlap 1.5: expected a share between 0 and 1"),
     (["serve", "--db", "{tmp}/x.sqlite"], "human_eval serve: error: --db {tmp}/x.sqlite holds no pairs yet"),

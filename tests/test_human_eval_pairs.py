@@ -42,7 +42,7 @@ GOOD = {"id": "a", "prompt": "p", "completions": [{"model": "m1", "completion": 
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", "not valid JSON"),
+    ("{not json", "not JSON"),
     ("[1, 2]", "expected a JSON object"),
     (json.dumps({**GOOD, "completions": GOOD["completions"][:1]}), "'completions' must be a list of two"),
     (json.dumps({**GOOD, "prompt": ""}), "field 'prompt' must be a non-empty string"),

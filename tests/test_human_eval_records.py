@@ -31,7 +31,7 @@ def test_bad_lines_name_file_line_and_field(tmp_path):
     with pytest.raises(UsageError, match=r"a\.jsonl:2: field 'preference' is 'a-wins'"):
         read_annotations(str(path))
     path.write_text("{not json\n")
-    with pytest.raises(UsageError, match=r"a\.jsonl:1: not valid JSON"):
+    with pytest.raises(UsageError, match=r"a\.jsonl:1: not JSON"):
         read_annotations(str(path))
     csv = tmp_path / "a.csv"
     csv.write_text("instance_id,model_a\nx,y\n")

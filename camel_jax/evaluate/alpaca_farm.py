@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from camel_jax import cli
 from camel_jax.evaluate import judge as judge_lib
 from camel_jax.evaluate.length_control import N_SPLITS, length_controlled_winrate
 from camel_jax.evaluate.task import BuildContext, Decoding, Item, Setting, tulu_wrap
@@ -58,18 +59,11 @@ def load_rows(data_dir: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise DataError(f"AlpacaFarm needs {path} (the AlpacaEval eval set; --data_dir)")
     rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise DataError(f"{path}:{n}: not JSON ({e})") from None
-            for field in ("instruction", "output"):
-                if not isinstance(row.get(field), str):
-                    raise DataError(f"{path}:{n}: field {field!r} missing or not a string")
-            rows.append(row)
+    for n, row in cli.json_lines(path, DataError):
+        for field in ("instruction", "output"):
+            if not isinstance(row.get(field), str):
+                raise DataError(f"{path}:{n}: field {field!r} missing or not a string")
+        rows.append(row)
     return rows
 
 

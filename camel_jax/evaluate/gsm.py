@@ -22,6 +22,7 @@ import os
 import random
 import re
 
+from camel_jax import cli
 from camel_jax.evaluate import metrics
 from camel_jax.evaluate.task import BuildContext, Decoding, Item, Setting
 
@@ -36,18 +37,14 @@ def read_test(data_dir: str) -> list[tuple[int, str, str]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing GSM8K test file (scripts/download_eval_data.sh fetches it)")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                gold = re.sub(r"(\d),(\d)", r"\1\2", rec["answer"].split("####")[1].strip())
-                float(gold)
-                out.append((len(out), rec["question"], gold))
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                raise ValueError(f"{path}:{n}: expected {{\"question\", \"answer\": \"... #### <number>\"}}") \
-                    from None
+    for n, rec in cli.json_lines(path, ValueError):
+        try:
+            gold = re.sub(r"(\d),(\d)", r"\1\2", rec["answer"].split("####")[1].strip())
+            float(gold)
+            out.append((len(out), rec["question"], gold))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise ValueError(f"{path}:{n}: expected {{\"question\", \"answer\": \"... #### <number>\"}}") \
+                from None
     return out
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 
+from camel_jax import cli
 from camel_jax.cli import UsageError
 
 PREFERENCES = ("a-is-better", "a-is-slightly-better", "tie", "b-is-slightly-better", "b-is-better")
@@ -83,20 +84,8 @@ def _format(path: str) -> str:
 
 
 def json_lines(path: str):
-    """(line number, object) per non-blank line of a JSONL file; a line that is not a JSON object names file:line."""
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise UsageError(f"{path}:{n}: expected a JSON object")
-            yield n, rec
+    """(line number, object) per non-blank line of a JSONL file; a bad line is a UsageError naming file:line."""
+    return cli.json_lines(path, UsageError)
 
 
 def read_annotations(path: str) -> list[Annotation]:

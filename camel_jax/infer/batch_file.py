@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from camel_jax.cli import UsageError
+from camel_jax.cli import UsageError, json_lines
 
 
 def _key(value: Any) -> str:
@@ -34,35 +34,26 @@ def _check_messages(messages: Any) -> str | None:
 def read_input(path: str) -> list[tuple[int, Any, str | list]]:
     """(line number, id, prompt text or messages) per record; any malformed line is a UsageError naming it."""
     records, seen = [], {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{where}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise UsageError(f"{where}: expected an object with \"id\" and \"prompt\" or \"messages\"")
-            if "id" not in rec:
-                raise UsageError(f"{where}: no \"id\"")
-            rid = rec["id"]
-            if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-                raise UsageError(f"{where}: \"id\" must be a string or an integer, got {_key(rid)}")
-            if _key(rid) in seen:
-                raise UsageError(f"{where}: duplicate id {_key(rid)} (first on line {seen[_key(rid)]})")
-            seen[_key(rid)] = n
-            has_p, has_m = "prompt" in rec, "messages" in rec
-            if has_p == has_m:
-                raise UsageError(f"{where}: needs exactly one of \"prompt\" (raw text) or \"messages\" "
-                                 f"(a conversation), got {'both' if has_p else 'neither'}")
-            if has_p and not isinstance(rec["prompt"], str):
-                raise UsageError(f"{where}: \"prompt\" must be a string")
-            problem = None if has_p else _check_messages(rec["messages"])
-            if problem:
-                raise UsageError(f"{where}: {problem}")
-            records.append((n, rid, rec["prompt"] if has_p else rec["messages"]))
+    for n, rec in json_lines(path):
+        where = f"{path}:{n}"
+        if "id" not in rec:
+            raise UsageError(f"{where}: no \"id\"")
+        rid = rec["id"]
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            raise UsageError(f"{where}: \"id\" must be a string or an integer, got {_key(rid)}")
+        if _key(rid) in seen:
+            raise UsageError(f"{where}: duplicate id {_key(rid)} (first on line {seen[_key(rid)]})")
+        seen[_key(rid)] = n
+        has_p, has_m = "prompt" in rec, "messages" in rec
+        if has_p == has_m:
+            raise UsageError(f"{where}: needs exactly one of \"prompt\" (raw text) or \"messages\" "
+                             f"(a conversation), got {'both' if has_p else 'neither'}")
+        if has_p and not isinstance(rec["prompt"], str):
+            raise UsageError(f"{where}: \"prompt\" must be a string")
+        problem = None if has_p else _check_messages(rec["messages"])
+        if problem:
+            raise UsageError(f"{where}: {problem}")
+        records.append((n, rid, rec["prompt"] if has_p else rec["messages"]))
     if not records:
         raise UsageError(f"{path}: no records")
     return records
