@@ -105,6 +105,7 @@ def test_five_pair_prompt_beyond_the_served_context_is_refused_not_a_tie(outputs
     assert main(["rescore", "--out", outputs] + ARGS + flags) == 0
     m = read_json(outputs, "alpaca_farm", "metrics.json")
     assert m["n_refused"] == 3 and m["n_unparseable"] == 0 and m["win_rate"] is None
+    assert m["status"] == "judge refused" and m["note"].endswith("0 unparseable, 3 refused")
     for r in m["refused"]:
         assert r["error"].startswith("HTTP 400") and "context_length_exceeded" in r["error"]
     assert all(json.loads(line)["correct"] is None

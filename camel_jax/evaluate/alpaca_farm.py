@@ -177,9 +177,11 @@ def score(records: Sequence[dict], judge: judge_lib.Judge | None = None, *, judg
            "n_unparseable": len(bad), "unparseable": [{"id": j["id"], "raw": (j["raw"] or "")[:500]} for j in bad],
            "n_refused": len(refused), "refused": [{"id": j["id"], "error": j["error"]} for j in refused],
            "per_item": {j["id"]: {k: j[k] for k in ("preference", "swapped", "cached")} for j in judgments}}
-    if not ok:
-        return {**out, "n_total": 0, "win_rate": None, "length_controlled_winrate": None,
-                "status": "judge unparseable", "note": "no judge answer could be parsed or was given"}
+    if not ok:  # the status says which: a refusal (e.g. a prompt beyond the judge's context) is not gibberish
+        status = ("judge refused" if refused and not bad else "judge unparseable" if bad and not refused else
+                  "judge unparseable or refused" if bad else "nothing judged")
+        return {**out, "n_total": 0, "win_rate": None, "length_controlled_winrate": None, "status": status,
+                "note": f"no judge answer was usable: {len(bad)} unparseable, {len(refused)} refused"}
     out.update(head2head([j["preference"] for j, _ in ok]))
     if len(ok) < 2 * N_SPLITS:
         out.update(length_controlled_winrate=None, lc_note=f"needs >= {2 * N_SPLITS} judged pairs, has {len(ok)}")
