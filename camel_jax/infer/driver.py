@@ -36,6 +36,16 @@ class Event:
     completion: Completion | None  # set on the sample's last event
 
 
+def window_start(decode: Callable[[Sequence[int]], str], ids: Sequence[int], i: int, width: int) -> int:
+    """Where a window of about `width` tokens before ids[i] should begin: not inside a character (a token whose
+    own text starts with U+FFFD continues the one before), since a decoder may render a torn character's bytes
+    differently alone than followed by more (SentencePiece's byte fallback does), which would shift the text."""
+    s = max(0, i - width)
+    while s > max(0, i - 3 * width) and decode([ids[s]]).startswith("\ufffd"):
+        s -= 1
+    return s
+
+
 class TextDeltas:
     """The text of one sample as deltas safe to show: their concatenation is the final (stop-cut) text.
 
@@ -53,7 +63,8 @@ class TextDeltas:
                  stop_ids: Sequence[Sequence[int]] = ()):
         self.decode, self.stops, self.stop_ids = decode, [s for s in stops if s], [list(s) for s in stop_ids]
         self._longest = max((len(s) for s in self.stops), default=0)
-        self._anchor, self._prefix = 0, ""  # tokens[:anchor] are committed; the text of their last CONTEXT
+        self._anchor, self._start, self._prefix = 0, 0, ""  # tokens[:anchor] are committed; the text of
+        # tokens[start:anchor] (the context, about CONTEXT tokens) is `prefix`
         self._committed = 0  # length of the committed text
         self._bad = 0  # how many U+FFFD end it (shown only once a character follows, as in the whole text)
         self._end = ""  # the last `longest` characters before those U+FFFD (where a stop may begin)
@@ -73,10 +84,9 @@ class TextDeltas:
         return text[len(text) - self._longest:] if len(text) > self._longest else text
 
     def _text_after(self, tokens: Sequence[int], a: int, m: int, prefix: str) -> str:
-        k = min(a, self.CONTEXT)
-        window = list(tokens[a - k:m])
+        window = list(tokens[self._start:m])
         self.decoded += len(window)
-        return self.decode(window)[len(prefix):] if k else self.decode(window)
+        return self.decode(window)[len(prefix):] if self._start < a else self.decode(window)
 
     def _commit(self, tokens: Sequence[int], upto: int, text: str) -> None:
         self._committed += len(text)
@@ -88,9 +98,9 @@ class TextDeltas:
             text, self._over = text[self._over:], max(0, self._over - len(text))
         self._unsent += text
         self._anchor = upto
-        k = min(upto, self.CONTEXT)
-        self.decoded += k
-        self._prefix = self.decode(list(tokens[upto - k:upto])) if k else ""
+        self._start = window_start(self.decode, tokens, upto, self.CONTEXT)
+        self.decoded += upto - self._start
+        self._prefix = self.decode(list(tokens[self._start:upto])) if self._start < upto else ""
 
     def update(self, tokens: Sequence[int]) -> str:
         """The new safe text after `tokens` (all generated so far); "" while nothing new is certain."""

@@ -4,7 +4,7 @@ token_logprobs, top_logprobs, text_offset) and the chat one (`content: [{token, 
 The log-probs are the model's raw log-softmax (temperature 1, no top-k/top-p), as OpenAI reports them, from one
 Scorer forward over prompt + answer (infer/scoring.py), whatever temperature sampled the answer.
 
-Token strings are differences of running text decoded over a window of PIECE_WINDOW tokens before the token (the
+Token strings are differences of running text decoded over a window of ~PIECE_WINDOW tokens before the token (the
 same for a whole answer and for one streamed piece of it, so streamed lists concatenate to the plain ones); a
 character split over tokens belongs to the token that completes it (the ones before it read ""), so the token
 strings concatenate to the text. `bytes` are the token's own bytes in the vocabulary (SentencePiece pieces and
@@ -18,6 +18,8 @@ import re
 from typing import Sequence
 
 import numpy as np
+
+from camel_jax.infer.driver import window_start
 
 PIECE_WINDOW = 6  # tokens of context when decoding one token's text (enough for any merge across tokens)
 CHAT_TOP = 20  # OpenAI's top_logprobs maximum on /v1/chat/completions
@@ -72,7 +74,7 @@ def piece_texts(tok, ids: Sequence[int], start: int, end: int | None = None,
     """Text of ids[i] for start <= i < end, and of each alternative at position i (in place of ids[i])."""
     pieces, alts = [], []
     for i in range(start, len(ids) if end is None else end):
-        ctx = list(ids[max(0, i - PIECE_WINDOW):i])
+        ctx = list(ids[window_start(tok.decode, ids, i, PIECE_WINDOW):i])
         head = tok.decode(ctx).rstrip("\ufffd") if ctx else ""
         pieces.append(tok.decode(ctx + [int(ids[i])]).rstrip("\ufffd")[len(head):])
         if alternatives is not None:
