@@ -127,3 +127,66 @@ def test_text_deltas_on_a_byte_level_bpe(smollm2):
         assert not any("\ufffd" in s for s in shown)
         shown.append(d.finish(want))
         assert "".join(shown) == want and len(shown[-1]) < 8
+
+
+class _WholeDecode:
+    """The old TextDeltas (whole answer decoded per update, quadratic): the reference the incremental one equals."""
+
+    def __init__(self, decode, stops=(), stop_ids=()):
+        self.decode, self.stops, self.stop_ids, self.sent = decode, [s for s in stops if s], stop_ids, ""
+
+    def update(self, tokens):
+        held = max((j for s in self.stop_ids for j in range(1, min(len(s), len(tokens) + 1))
+                    if tokens[len(tokens) - j:] == s[:j]), default=0)
+        text = self.decode(tokens[:len(tokens) - held]).rstrip("\ufffd")
+        longest = max((len(s) for s in self.stops), default=0)
+        safe = text
+        for i in range(max(0, len(text) - longest + 1), len(text)):
+            if any(s.startswith(text[i:]) for s in self.stops):
+                safe = text[:i]
+                break
+        if not safe.startswith(self.sent):
+            return ""
+        delta, self.sent = safe[len(self.sent):], safe
+        return delta
+
+
+MIXED = ("Café ☕ naïve — 東京 🚀 and ünïcödé everywhere 🚀🚀! The  quick\nbrown fox: “quoted” ‘text’, 12.5% "
+         "of 東京都 and Ελληνικά and 😀😃😄 emoji runs, then plain words again for a while. ")
+
+
+def _after(tok, ctx):
+    """Decoding after one context token, as Engine.text does (a SentencePiece leading space survives)."""
+    head = tok.decode([ctx])
+    return lambda ids: tok.decode([ctx] + list(ids))[len(head):]
+
+
+@pytest.mark.parametrize("which", ["smollm2", "llama"])
+def test_incremental_deltas_equal_whole_decode(which, request, shared_data):
+    """The linear TextDeltas gives the very deltas of the whole-decode one on SmolLM2's byte-level BPE (characters
+    split over tokens) and LLaMA's SentencePiece (byte fallback, leading spaces), with stop strings and stop ids,
+    while decoding a bounded number of tokens per update."""
+    if which == "smollm2":
+        tok = load_tokenizer(request.getfixturevalue("smollm2").tokenizer_dir)
+    else:
+        tok = load_tokenizer(str(shared_data / "llama_tokenizer"))
+    ids = tok.encode(MIXED * 3)
+    assert sum("\ufffd" in tok.decode(ids[:k]) for k in range(1, 200)) >= 5  # characters split over tokens
+    decode = _after(tok, tok.encode("Hi")[-1])
+    garbage = [i for i in range(tok.vocab_size) if tok.decode([i]) == "\ufffd"][:3] * 12  # invalid byte runs
+    cases = [(ids, (), ()), (ids, ["東京都", "😄 e"], ()), (ids, ["zzz"], [tok.encode(" the")[-1:] + [5]]),
+             (ids[:40] + garbage + ids[40:90], ["and Ε"], [ids[60:63]])]
+    for seq, stops, stop_ids in cases:
+        new, old = TextDeltas(decode, stops, stop_ids), _WholeDecode(decode, stops, stop_ids)
+        most = 0
+        for k in range(1, len(seq) + 1):
+            before = new.decoded
+            assert new.update(seq[:k]) == old.update(seq[:k]), (which, stops, k)
+            most = max(most, new.decoded - before)
+        # per update: a few context windows (each at most 3 * CONTEXT tokens, longer only to start on a
+        # character) and the pending tokens; a constant, where the whole decode took up to len(seq) (~300) tokens
+        bound = 12 * TextDeltas.CONTEXT + 2 * TextDeltas.MAX_PENDING + max((len(s) for s in stop_ids), default=0)
+        assert most <= bound < len(seq) and new.decoded <= bound * len(seq) // 4
+        if not stops and not stop_ids:  # everything shown, nothing lost, the end flushes only a held character
+            final, shown = decode(seq), "".join(new._parts)
+            assert shown + new.finish(final) == final and len(final) - len(shown) <= 1

@@ -214,6 +214,103 @@ def test_a_client_gone_mid_stream_frees_its_slot(server, model):
         engine.step = step
 
 
+def _driven(app, prompt, max_tokens, **kw):
+    """The completion the server's own driver gives (the same seed: the same tokens as through HTTP)."""
+    return app.state.service.driver.submit(Request(prompt, max_tokens, **kw)).result()[0]
+
+
+def test_chat_logprobs_are_the_scorers(client, server, model):
+    """Chat logprobs (plain, streamed, greedy, sampled, stop-cut) through the openai client: the model's raw
+    log-softmax of the sampled tokens, equal to the Scorer's log-likelihood of the same continuation."""
+    engine, scorer = model
+    msgs = [{"role": "user", "content": "Tell me a story."}]
+    prompt = encode_prompt(msgs, "tulu", engine.tokenizer)
+    kw = dict(model="stories", messages=msgs, max_tokens=24, temperature=0.8, seed=3, logprobs=True, top_logprobs=3)
+    plain = client.chat.completions.create(**kw).choices[0]
+    comp = _driven(server[0], prompt, 24, temperature=0.8, seed=3)
+    content = plain.logprobs.content
+    assert plain.message.content == comp.text and len(content) == len(comp.tokens) == 24
+    want = scorer.loglikelihood([(prompt, comp.tokens)])[0].token_logprobs
+    assert [e.logprob for e in content] == pytest.approx(list(want), abs=1e-5)
+    assert "".join(e.token for e in content) == comp.text
+    assert b"".join(bytes(e.bytes) for e in content) == comp.text.encode()
+    for e in content:
+        tops = [t.logprob for t in e.top_logprobs]
+        assert len(tops) == 3 and tops == sorted(tops, reverse=True) and e.logprob <= tops[0] + 1e-6
+    chunks = list(client.chat.completions.create(**kw, stream=True))
+    streamed = [e for c in chunks for ch in c.choices if ch.logprobs for e in ch.logprobs.content]
+    assert "".join(ch.delta.content or "" for c in chunks for ch in c.choices) == comp.text
+    assert [e.token for e in streamed] == [e.token for e in content]
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content], abs=1e-5)
+    assert [[t.token for t in e.top_logprobs] for e in streamed] == [[t.token for t in e.top_logprobs]
+                                                                      for e in content]
+    greedy = client.chat.completions.create(**{**kw, "temperature": 0, "top_logprobs": 1}).choices[0]
+    assert all(e.token == e.top_logprobs[0].token and e.logprob == pytest.approx(e.top_logprobs[0].logprob)
+               for e in greedy.logprobs.content)
+    text = greedy.message.content
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    cut = client.chat.completions.create(**{**kw, "temperature": 0, "stop": [stop]}).choices[0]
+    joined = "".join(e.token for e in cut.logprobs.content)  # the tokens whose text begins before the cut
+    assert cut.message.content == text[:text.find(stop)] and joined.startswith(cut.message.content)
+    assert len(joined) - len(cut.logprobs.content[-1].token) < len(cut.message.content)
+    assert client.chat.completions.create(**{**kw, "logprobs": False, "top_logprobs": None}).choices[0].logprobs \
+        is None
+
+
+def _legacy_streamed(stream):
+    out = {}
+    for chunk in stream:
+        for c in chunk.choices:
+            o = out.setdefault(c.index, {"text": "", "tokens": [], "token_logprobs": [], "top_logprobs": [],
+                                         "text_offset": [], "finish": None})
+            o["text"] += c.text
+            o["finish"] = c.finish_reason or o["finish"]
+            if c.logprobs is not None:
+                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+                    o[key] += getattr(c.logprobs, key)
+    return out
+
+
+@pytest.mark.parametrize("echo, logprobs, max_tokens", [(True, 2, 10), (False, 3, 10), (True, None, 10),
+                                                        (True, 1, 0)])
+def test_streamed_completions_with_echo_and_logprobs_equal_plain(client, echo, logprobs, max_tokens):
+    kw = dict(model="stories", prompt=[STORY, "The dog"], max_tokens=max_tokens, temperature=0.7, seed=1,
+              n=2 if max_tokens else 1, echo=echo, logprobs=logprobs, stop=["ran"])
+    plain = client.completions.create(**kw).choices
+    streamed = _legacy_streamed(client.completions.create(**kw, stream=True))
+    assert sorted(streamed) == [c.index for c in plain]
+    for c in plain:
+        s = streamed[c.index]
+        assert s["text"] == c.text and s["finish"] == c.finish_reason
+        if logprobs is None:
+            assert c.logprobs is None and not s["tokens"]
+            continue
+        lp = c.logprobs
+        assert s["tokens"] == lp.tokens and s["text_offset"] == lp.text_offset and len(lp.tokens) > 2
+        assert [v is None for v in s["token_logprobs"]] == [v is None for v in lp.token_logprobs] == \
+            [echo and i == 0 for i in range(len(lp.tokens))]
+        assert [v for v in s["token_logprobs"] if v is not None] == pytest.approx(
+            [v for v in lp.token_logprobs if v is not None], abs=1e-5)
+        for a, b in zip(s["top_logprobs"], lp.top_logprobs):
+            assert (a is None and b is None) or (a.keys() == b.keys() and list(a.values()) == pytest.approx(
+                list(b.values()), abs=1e-5) and len(a) <= logprobs)
+
+
+@pytest.mark.parametrize("path, extra, param", [
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),
+    ("/v1/chat/completions", {"logprobs": 2}, "logprobs"),
+    ("/v1/completions", {"logprobs": 6}, "logprobs"),
+    ("/v1/completions", {"logprobs": -1, "stream": True}, "logprobs"),
+])
+def test_bad_logprobs_values_are_400s(server, path, extra, param):
+    body = {"model": "stories", "max_tokens": 2, **extra}
+    body.update({"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"})
+    r = httpx.post(server[1] + path, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_a_failed_engine_is_reported_not_hung(server, model):
     """Last in this file: the driver thread ends with the failure (the engine itself is left intact)."""
     url, engine = server[1], model[0]

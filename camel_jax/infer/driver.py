@@ -36,41 +36,105 @@ class Event:
     completion: Completion | None  # set on the sample's last event
 
 
+def window_start(decode: Callable[[Sequence[int]], str], ids: Sequence[int], i: int, width: int) -> int:
+    """Where a window of about `width` tokens before ids[i] should begin: not inside a character (a token whose
+    own text starts with U+FFFD continues the one before), since a decoder may render a torn character's bytes
+    differently alone than followed by more (SentencePiece's byte fallback does), which would shift the text."""
+    s = max(0, i - width)
+    while s > max(0, i - 3 * width) and decode([ids[s]]).startswith("\ufffd"):
+        s -= 1
+    return s
+
+
 class TextDeltas:
-    """The text of one sample as deltas safe to show: their concatenation is the final (stop-cut) text."""
+    """The text of one sample as deltas safe to show: their concatenation is the final (stop-cut) text.
+
+    Linear in the answer's length: the text of the tokens so far is kept as a committed part (never decoded again)
+    and the tokens after it, decoded after CONTEXT tokens of what precedes them (so a SentencePiece leading space
+    or a byte-level BPE merge comes out as in the whole text) and read as the difference to that context's own
+    text. Tokens are committed once their text ends on a whole character; a run of more than MAX_PENDING tokens
+    that never does (invalid bytes) is committed but for its last 4 tokens (UTF-8 decoding of a byte depends on
+    at most 3 bytes after it). `decoded` counts the tokens passed to `decode` (bounded per update)."""
+
+    CONTEXT = 4
+    MAX_PENDING = 16
 
     def __init__(self, decode: Callable[[Sequence[int]], str], stops: Sequence[str] = (),
                  stop_ids: Sequence[Sequence[int]] = ()):
         self.decode, self.stops, self.stop_ids = decode, [s for s in stops if s], [list(s) for s in stop_ids]
-        self.sent = ""
+        self._longest = max((len(s) for s in self.stops), default=0)
+        self._anchor, self._start, self._prefix = 0, 0, ""  # tokens[:anchor] are committed; the text of
+        # tokens[start:anchor] (the context, about CONTEXT tokens) is `prefix`
+        self._committed = 0  # length of the committed text
+        self._bad = 0  # how many U+FFFD end it (shown only once a character follows, as in the whole text)
+        self._end = ""  # the last `longest` characters before those U+FFFD (where a stop may begin)
+        self._unsent = ""  # committed text not sent yet
+        self._over = 0  # characters sent past the committed text
+        self._parts: list[str] = []  # the deltas sent (joined once, at finish)
+        self._n_sent = 0
+        self.decoded = 0
 
-    def _held_tokens(self, tokens: list[int]) -> int:
+    def _held_tokens(self, tokens: Sequence[int]) -> int:
         """The most trailing tokens that are a proper prefix of some stop token sequence."""
-        return max((j for s in self.stop_ids for j in range(1, min(len(s), len(tokens) + 1))
-                    if tokens[len(tokens) - j:] == s[:j]), default=0)
+        n = len(tokens)
+        return max((j for s in self.stop_ids for j in range(1, min(len(s), n + 1))
+                    if list(tokens[n - j:]) == s[:j]), default=0)
 
-    def safe_text(self, tokens: Sequence[int]) -> str:
-        tokens = list(tokens)
-        held = self._held_tokens(tokens)
-        text = self.decode(tokens[:len(tokens) - held]).rstrip("\ufffd")
-        longest = max((len(s) for s in self.stops), default=0)
-        for i in range(max(0, len(text) - longest + 1), len(text)):  # the earliest start of a possible stop
-            if any(s.startswith(text[i:]) for s in self.stops):
-                return text[:i]
-        return text
+    def _last(self, text: str) -> str:
+        return text[len(text) - self._longest:] if len(text) > self._longest else text
+
+    def _text_after(self, tokens: Sequence[int], a: int, m: int, prefix: str) -> str:
+        window = list(tokens[self._start:m])
+        self.decoded += len(window)
+        return self.decode(window)[len(prefix):] if self._start < a else self.decode(window)
+
+    def _commit(self, tokens: Sequence[int], upto: int, text: str) -> None:
+        self._committed += len(text)
+        kept = text.rstrip("\ufffd")
+        if kept:
+            self._end = self._last(self._end + "\ufffd" * min(self._bad, self._longest) + kept)
+        self._bad = len(text) - len(kept) + (0 if kept else self._bad)
+        if self._over:
+            text, self._over = text[self._over:], max(0, self._over - len(text))
+        self._unsent += text
+        self._anchor = upto
+        self._start = window_start(self.decode, tokens, upto, self.CONTEXT)
+        self.decoded += upto - self._start
+        self._prefix = self.decode(list(tokens[self._start:upto])) if self._start < upto else ""
 
     def update(self, tokens: Sequence[int]) -> str:
         """The new safe text after `tokens` (all generated so far); "" while nothing new is certain."""
-        safe = self.safe_text(tokens)
-        if not safe.startswith(self.sent):  # a decoding that rewrote earlier text: wait until it settles
-            return ""
-        delta, self.sent = safe[len(self.sent):], safe
+        m = max(len(tokens) - self._held_tokens(tokens), self._anchor)
+        a = self._anchor
+        if m - a > self.MAX_PENDING:  # never a whole character: commit all but what later bytes may still change
+            self._commit(tokens, m - 4, self._text_after(tokens, a, m - 4, self._prefix))
+            a = self._anchor
+        tail = self._text_after(tokens, a, m, self._prefix) if m > a else ""
+        clean = tail.rstrip("\ufffd")
+        total = self._committed + len(clean) if clean else self._committed - self._bad
+        safe = total
+        end = self._last(self._end + "\ufffd" * min(self._bad, self._longest) + clean) if clean else self._end
+        off = total - len(end)  # `end` is the last characters of the text (trailing U+FFFD stripped)
+        for i in range(max(0, total - self._longest + 1), total):  # the earliest start of a possible stop
+            if any(s.startswith(end[i - off:]) for s in self.stops):
+                safe = i
+                break
+        ahead = (self._unsent + clean) if not self._over else clean[self._over:]
+        delta = ahead[:max(0, safe - self._n_sent)]
+        if delta:
+            self._n_sent += len(delta)
+            self._parts.append(delta)
+            cut = min(len(delta), len(self._unsent))
+            self._unsent, self._over = self._unsent[cut:], self._over + len(delta) - cut
+        if m > a and len(clean) == len(tail):
+            self._commit(tokens, m, tail)
         return delta
 
     def finish(self, text: str) -> str:
         """The rest of the final text."""
-        delta = text[len(self.sent):] if text.startswith(self.sent) else ""
-        self.sent = text
+        sent = "".join(self._parts)
+        delta = text[len(sent):] if text.startswith(sent) else ""
+        self._parts, self._n_sent = [text], len(text)
         return delta
 
 
@@ -113,6 +177,23 @@ class Handle:
     async def aevents(self) -> AsyncIterator[Event]:
         while self._check(item := await self._q.get()):
             yield item
+
+    async def abatches(self) -> AsyncIterator[list[Event]]:
+        """Like aevents(), but each wait returns every event queued by then: a consumer slower than the engine
+        (one that scores what it streams) takes them in one go instead of falling further behind."""
+        while True:
+            items = [await self._q.get()]
+            while not self._q.empty():
+                items.append(self._q.get_nowait())
+            batch = []
+            for item in items:
+                if isinstance(item, BaseException) or item is _END:
+                    if batch:
+                        yield batch
+                    self._check(item)
+                    return
+                batch.append(item)
+            yield batch
 
     def result(self) -> list[Completion]:
         for _ in self.events():

@@ -38,7 +38,7 @@ from camel_jax.model.partition import batch_sharding, constrain, data_shards
 from camel_jax.model.vocab import mask_padded_logits
 
 MIN_BUCKET = 16
-TOP = 5  # alternatives `sequence_logprobs` returns per position (OpenAI's `logprobs` maximum on /v1/completions)
+TOP = 20  # alternatives `sequence_logprobs` returns per position (OpenAI's `top_logprobs` maximum on chat)
 
 
 @dataclasses.dataclass(frozen=True)

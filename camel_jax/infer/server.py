@@ -5,11 +5,15 @@ Built on FastAPI/Starlette (served by uvicorn, camel_jax/serve.py), as vLLM's Op
 concurrent requests share the engine's slots, each joining the running batch at the next step.
 
 * Chat: `messages` through the server's chat format (infer/chat.py: tulu, hf or none), the assistant's answer
-  back; streaming is SSE in OpenAI's chunk format ending `data: [DONE]` (text deltas concatenate to the
-  non-streamed text). Completions: `prompt` as text (BOS first, like `generate`), a token-id list, or a list of
-  either; `echo` and `logprobs` (0-5) return log-probs of the prompt's and the answer's tokens from one scoring
-  forward (infer/scoring.py), which is how harnesses score log-likelihoods over HTTP (`max_tokens` 0 with echo:
-  the prompt alone). Token strings are decoded as differences of running text, so they concatenate to the text.
+  back, with `logprobs` / `top_logprobs` (0-20) in OpenAI's chat format; streaming is SSE in OpenAI's chunk
+  format ending `data: [DONE]` (text deltas concatenate to the non-streamed text). Completions: `prompt` as text
+  (BOS first, like `generate`), a token-id list, or a list of either; `echo` and `logprobs` (0-5) return log-probs
+  of the prompt's and the answer's tokens in the legacy format, which is how harnesses score log-likelihoods over
+  HTTP (`max_tokens` 0 with echo: the prompt alone). Log-probs are the model's raw log-softmax (temperature 1,
+  as OpenAI's), from a scoring forward (infer/scoring.py, infer/openai_logprobs.py); tokens past a stop's cut are
+  left out. Streamed, echo comes first and each chunk carries the log-probs of the tokens whose text begins in
+  what has been shown (one forward per chunk; chunks coalesce while scoring runs): the streamed lists
+  concatenate to the non-streamed ones.
 * Sampling: n, temperature (default 1, as OpenAI), top_p, max_tokens, stop, seed (default: random), and the
   extensions top_k (0 or -1 = off) and ignore_eos. finish_reason: "stop" (EOS or a stop string) or "length".
 * Errors are OpenAI's JSON `{"error": {"message", "type", "param", "code"}}`: 400 for malformed JSON, an unknown
@@ -33,11 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from camel_jax.infer import openai_logprobs as olp
 from camel_jax.infer.chat import encode_prompt
 from camel_jax.infer.driver import Driver
 from camel_jax.infer.engine import Engine, Request
 
-PIECE_WINDOW = 6  # tokens of context when decoding one token's text (enough for any merge across tokens)
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
@@ -90,14 +94,15 @@ class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    logprobs: Literal[False] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=olp.CHAT_TOP)
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int = Field(16, ge=0)
     echo: bool = False
-    logprobs: int | None = Field(None, ge=0, le=5)
+    logprobs: int | None = Field(None, ge=0, le=olp.LEGACY_TOP)
 
 
 def _stops(stop) -> list[str]:
@@ -136,20 +141,18 @@ class _Service:
             raise APIError(str(e), param) from None
         return r
 
-    def piece_texts(self, ids: list[int], start: int, alternatives: list[list[int]] | None = None):
-        """Text of ids[i] for i >= start (differences of running text), and of each alternative at position i."""
-        pieces, alts = [], []
-        for i in range(start, len(ids)):
-            ctx = ids[max(0, i - PIECE_WINDOW):i]
-            head = self.tok.decode(ctx)
-            pieces.append(self.tok.decode(ctx + [ids[i]])[len(head):])
-            if alternatives is not None:
-                alts.append([self.tok.decode(ctx + [a])[len(head):] for a in alternatives[i - start]])
-        return pieces, alts
-
     def score(self, seqs: list[list[int]]):
         with self._score_lock:
             return self.scorer.sequence_logprobs(seqs)
+
+    def need_scorer(self) -> None:
+        if self.scorer is None:
+            raise APIError("this server was started without scoring; logprobs are unavailable", "logprobs")
+
+
+async def _chunk(track: olp.Tracker, limit: int):
+    n = track.ready(limit)
+    return await run_in_threadpool(track.take, n) if n else None
 
 
 async def _wait(handle, request: HTTPRequest):
@@ -174,20 +177,37 @@ def _usage(prompt_tokens: int, completions) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
 
 
-async def _stream(handles, head: dict, choice, prompt_tokens: int, include_usage: bool, first=None):
-    """SSE chunks of one or more handles (choice index = handle's position * n + sample); cancels on exit."""
+def _merged(batch) -> list[tuple[int, str, list[int], Any]]:
+    """A batch of events as one (sample, text, tokens, completion) per sample, in order of first appearance."""
+    out: dict[int, tuple[str, list[int], Any]] = {}
+    for ev in batch:
+        text, tokens, comp = out.get(ev.sample, ("", [], None))
+        out[ev.sample] = (text + ev.text, tokens + ev.tokens, ev.completion or comp)
+    return [(sample, *v) for sample, v in out.items()]
+
+
+async def _stream(handles, head: dict, choice, prompt_tokens: int, include_usage: bool, first=None,
+                  n_choices: int = 0, tracks=None):
+    """SSE chunks of one or more handles (choice index = handle's position * n + sample): `first(i)` (awaited)
+    opens each of n_choices choices, `tracks[i]` (a _Logprobs) adds log-probs to its chunks; cancels on exit."""
     try:
         if first is not None:
-            for i in range(sum(h.request.n for h in handles)):
-                yield _sse({**head, "choices": [first(i)]})
+            for i in range(n_choices):
+                yield _sse({**head, "choices": [await first(i)]})
         try:
             for k, handle in enumerate(handles):  # prompts in turn; each one's samples interleave as they come
-                async for ev in handle.aevents():
-                    index = k * handle.request.n + ev.sample
-                    if ev.text:
-                        yield _sse({**head, "choices": [choice(index, ev.text, None)]})
-                    if ev.completion is not None:
-                        yield _sse({**head, "choices": [choice(index, None, FINISH[ev.completion.finish_reason])]})
+                shown = [0] * handle.request.n
+                async for batch in handle.abatches():
+                    for sample, text, tokens, comp in _merged(batch):
+                        index, lp = k * handle.request.n + sample, None
+                        shown[sample] += len(text)
+                        if tracks is not None:
+                            tracks[index].add(tokens)
+                            lp = await _chunk(tracks[index], len(comp.text or "") if comp else shown[sample])
+                        if text or lp is not None:
+                            yield _sse({**head, "choices": [choice(index, text, None, lp)]})
+                        if comp is not None:
+                            yield _sse({**head, "choices": [choice(index, None, FINISH[comp.finish_reason], None)]})
         except Exception as e:  # the engine failed mid-stream: say so in the stream, as OpenAI's servers do
             yield _sse({"error": {"message": f"the engine failed: {e!r}", "type": "server_error", "param": None,
                                   "code": None}})
@@ -269,9 +289,23 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
         except RuntimeError as e:
             raise APIError(str(e), status=503, kind="server_error") from None
 
+    def tracker(prompt: list[int], fmt: str, top: int, offset: int = 0) -> olp.Tracker:
+        return olp.Tracker(svc.tok, lambda seq: svc.score([seq])[0], prompt, fmt, top, offset)
+
+    async def whole(prompt: list[int], comp, fmt: str, top: int, echoed: dict | None = None):
+        """The log-probs of one whole answer (after those of the echoed prompt)."""
+        track = tracker(prompt, fmt, top, sum(len(t) for t in echoed["tokens"]) if echoed else 0)
+        track.add(comp.tokens if comp is not None else [])
+        return olp.joined(fmt, echoed, await _chunk(track, len(comp.text or "") if comp is not None else 0))
+
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, http: HTTPRequest):
         svc.check_model(body.model)
+        if body.top_logprobs is not None and not body.logprobs:
+            raise APIError("top_logprobs needs logprobs: true", "top_logprobs")
+        if body.logprobs:
+            svc.need_scorer()
+        top = body.top_logprobs or 0
         msgs = [{"role": m.role, "content": m.content if isinstance(m.content, str) else
                  "".join(p.text for p in m.content)} for m in body.messages]
         try:
@@ -283,20 +317,25 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
         head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_name}
         handle = submit(r, body.stream)
         if body.stream:
-            def choice(i, text, finish):
-                return {"index": i, "delta": {} if text is None else {"content": text}, "logprobs": None,
+            def choice(i, text, finish, lp):
+                return {"index": i, "delta": {} if text is None else {"content": text}, "logprobs": lp,
                         "finish_reason": finish}
 
+            async def first(i):
+                return {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                        "finish_reason": None}
+
+            tracks = [tracker(prompt, "chat", top) for _ in range(r.n)] if body.logprobs else None
             return StreamingResponse(_stream([handle], head, choice, len(prompt), bool(
-                body.stream_options and body.stream_options.include_usage), first=lambda i: {
-                    "index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                    "finish_reason": None}), media_type="text/event-stream")
+                body.stream_options and body.stream_options.include_usage), first, r.n, tracks),
+                media_type="text/event-stream")
         comps = await _wait(handle, http)
         if comps is None:
             return _error(499, "client closed the request")
+        lps = [await whole(prompt, c, "chat", top) if body.logprobs else None for c in comps]
         return {"id": cid, "object": "chat.completion", "created": created, "model": model_name,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": None,
-                             "finish_reason": FINISH[c.finish_reason]} for i, c in enumerate(comps)],
+                "choices": [{"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": lp,
+                             "finish_reason": FINISH[c.finish_reason]} for i, (c, lp) in enumerate(zip(comps, lps))],
                 "usage": _usage(len(prompt), comps)}
 
     @app.post("/v1/completions")
@@ -314,10 +353,9 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
         texts = [p if isinstance(p, str) else svc.tok.decode(ids) for p, ids in zip(items, prompts)]
         if body.max_tokens == 0 and not body.echo:
             raise APIError("max_tokens 0 needs echo (the prompt is then all there is to return)", "max_tokens")
-        if body.logprobs is not None and svc.scorer is None:
-            raise APIError("this server was started without scoring; logprobs are unavailable", "logprobs")
-        if body.stream and (body.echo or body.logprobs is not None):
-            raise APIError("echo and logprobs are not supported with stream", "stream")
+        top = body.logprobs
+        if top is not None:
+            svc.need_scorer()
         if body.max_tokens == 0 and body.n > 1:
             raise APIError("n > 1 needs max_tokens >= 1", "n")
         reqs = [svc.request(body, p, body.max_tokens or None, "prompt") if body.max_tokens else None
@@ -329,12 +367,27 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
         cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
         head = {"id": cid, "object": "text_completion", "created": created, "model": model_name}
         handles = [submit(r, body.stream) for r in reqs if r is not None]
+
+        def echoed(ids: list[int]):
+            return olp.legacy(svc.tok, ids, svc.score([ids])[0], 0, len(ids), top, 0)
+
         if body.stream:
-            def choice(i, text, finish):
-                return {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+            n = body.n
+            tracks = [tracker(prompts[i // n], "legacy", top) for i in range(len(prompts) * n)] \
+                if top is not None else None
+
+            def choice(i, text, finish, lp):
+                return {"index": i, "text": text or "", "logprobs": lp, "finish_reason": finish}
+
+            async def first(i):  # the echo (and its log-probs); without an answer to come, the choice ends here
+                lp = await run_in_threadpool(echoed, prompts[i // n]) if top is not None else None
+                if lp is not None:
+                    tracks[i].offset = sum(len(t) for t in lp["tokens"])
+                return choice(i, texts[i // n], None if handles else "length", lp)
 
             return StreamingResponse(_stream(handles, head, choice, sum(len(p) for p in prompts), bool(
-                body.stream_options and body.stream_options.include_usage)), media_type="text/event-stream")
+                body.stream_options and body.stream_options.include_usage), first if body.echo else None,
+                len(prompts) * n, tracks), media_type="text/event-stream")
         results = []
         for h in handles:
             comps = await _wait(h, http)
@@ -347,43 +400,14 @@ def create_app(engine: Engine, *, model_name: str = "camel_jax", chat_format: st
             results = [[None] for _ in prompts]
         choices = []
         for k, (ids, text, comps) in enumerate(zip(prompts, texts, results)):
+            echo_lp = await run_in_threadpool(echoed, ids) if body.echo and top is not None else None
             for s, c in enumerate(comps):
-                new = c.tokens if c is not None else []
-                out = c.text if c is not None else ""
-                lp = None
-                if body.logprobs is not None:
-                    lp = await run_in_threadpool(_logprobs, svc, ids, new, out, body.echo, body.logprobs)
-                choices.append({"index": k * len(comps) + s, "text": (text if body.echo else "") + out,
-                                "logprobs": lp, "finish_reason": FINISH[c.finish_reason] if c else "length"})
+                lp = await whole(ids, c, "legacy", top, echo_lp) if top is not None else None
+                choices.append({"index": k * len(comps) + s, "text": (text if body.echo else "") +
+                                (c.text if c is not None else ""), "logprobs": lp,
+                                "finish_reason": FINISH[c.finish_reason] if c else "length"})
         return {"id": cid, "object": "text_completion", "created": created, "model": model_name,
                 "choices": choices, "usage": _usage(sum(len(p) for p in prompts),
                                                     [c for cs in results for c in cs if c is not None])}
 
     return app
-
-
-def _logprobs(svc: _Service, prompt: list[int], new: list[int], text: str, echo: bool, top: int) -> dict:
-    """OpenAI's legacy logprobs object over the prompt's tokens (echo) and the answer's, from one forward."""
-    seq = prompt + new
-    (lp, top_lp, top_id), = svc.score([seq])
-    start = 0 if echo else len(prompt)
-    alts = [top_id[i - 1, :top].tolist() if i > 0 else [] for i in range(start, len(seq))]
-    pieces, alt_texts = svc.piece_texts(seq, start, alts)
-    tokens, token_lps, tops, offsets, at, answered = [], [], [], [], 0, 0
-    for j, i in enumerate(range(start, len(seq))):
-        if i >= len(prompt):
-            if answered >= len(text):
-                break  # tokens past a stop string's cut
-            answered += len(pieces[j])
-        tokens.append(pieces[j])
-        offsets.append(at)
-        at += len(pieces[j])
-        token_lps.append(None if i == 0 else float(lp[i - 1]))
-        if i == 0:
-            tops.append(None)
-            continue
-        d: dict[str, float] = {}
-        for t, v in zip(alt_texts[j], top_lp[i - 1, :top].tolist()):
-            d[t] = max(d.get(t, -float("inf")), float(v))
-        tops.append(d)
-    return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops, "text_offset": offsets}
