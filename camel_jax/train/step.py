@@ -104,7 +104,8 @@ def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTr
                              segment_ids=mb.get("segment_ids"), head=not loss_chunk)
         if loss_chunk:  # fused projection + loss over chunks holding trained tokens (head_loss.py)
             kernel = head_kernel(p, model.config).astype(jnp.dtype(model.config.dtype))
-            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards, model.config.vocab_size)
+            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards, model.config.vocab_size,
+                                lean)
         return jnp.sum(token_nll(out, mb["targets"]) * w)  # padded vocabulary columns masked in the model
 
     grad_fn = jax.value_and_grad(micro_loss)
