@@ -9,7 +9,9 @@
   logical "batch" on axis 1, `partition.batch_sharding`). Keys beyond these are ignored.
 * Accumulation: `lax.scan` over micro-batches, each adding ``grad(sum(nll * weights))`` in fp32 into an accumulator
   kept in the parameters' sharding; one multiplication by the reduction's scale at the end (see `loss.py`), so
-  ``token`` is exactly the global token mean whatever the split.
+  ``token`` is exactly the global token mean whatever the split. One micro-batch: no scan, no accumulator. The
+  gradient is taken w.r.t. the compute-dtype copy of the parameters (`compute_params`): bitwise the same, half the
+  bytes per micro-batch in bf16.
 * ``metrics`` (fp32 scalars, replicated): ``loss`` (this reduction, before the update), ``grad_norm`` (global norm
   before clipping), ``lr`` (the learning rate this update used), ``n_tokens`` (trained tokens in the batch).
 * The state is donated; the same inputs give bitwise the same outputs (no randomness; fixed reduction order).
