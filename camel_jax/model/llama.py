@@ -13,6 +13,7 @@ where V is `config.padded_vocab`: rows/columns past `vocab_size` are zero and ma
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -146,7 +147,10 @@ def embed_lookup(table: jax.Array, tokens: jax.Array, dtype: Any, how: str = "lo
     t_spec, b_spec, o_spec = mesh_spec(("vocab", "embed")), mesh_spec(BT), mesh_spec(BTD)
     if t_spec is not None and how == "local":
         v_axes, e_axes, rows = _axes(t_spec[0]), _axes(t_spec[1]), _axes(b_spec[0])
-        if e_axes and set(e_axes) <= set(rows) and not set(v_axes) & set(rows) and o_spec[2] is None:
+        sizes = jax.sharding.get_abstract_mesh().shape
+        split = math.prod(sizes[a] for a in rows) if rows else 1
+        if e_axes and set(e_axes) <= set(rows) and not set(v_axes) & set(rows) and o_spec[2] is None \
+                and tokens.shape[0] % split == 0 and table.shape[0] % math.prod(sizes[a] for a in v_axes) == 0:
             return _local_lookup(table, tokens, dtype, v_axes, e_axes, t_spec, b_spec, o_spec)
     elif how not in ("local", "gather"):
         raise ValueError(f"Llama.embed_lookup must be 'local' or 'gather', got {how!r}")
