@@ -13,6 +13,7 @@ where V is `config.padded_vocab`: rows/columns past `vocab_size` are zero and ma
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from camel_jax.model.attention import BLOCK, WholeRows, attention_mask, key_block_starts
 from camel_jax.model.layers import DecoderLayer, Linear, RMSNorm, project, rotary_tables
 from camel_jax.model.config import LlamaConfig, platform_of
-from camel_jax.model.partition import BT, BTD, Rules, constrain, logical_specs, tree_shardings
+from camel_jax.model.partition import BT, BTD, Rules, constrain, logical_specs, mesh_spec, tree_shardings
 from camel_jax.model.splash import RESIDUALS
 from camel_jax.model.vocab import mask_padded_logits, zero_padded_init
 
@@ -48,9 +49,11 @@ def _resolved(cfg: LlamaConfig) -> LlamaConfig:
 
 class Llama(nn.Module):
     """trim_logits: the logits' vocabulary axis is the real one (vocab_size, the default: the public output), or
-    the padded one with padded columns masked (the train step and the sampler: no reshard over mp; vocab.py)."""
+    the padded one with padded columns masked (the train step and the sampler: no reshard over mp; vocab.py).
+    embed_lookup: see `embed_lookup`."""
     config: LlamaConfig
     trim_logits: bool = True
+    embed_lookup: str = "local"  # "gather": the whole-table gather, kept only to measure it (test_step_memory)
 
     def setup(self):
         cfg = self.config
@@ -96,10 +99,7 @@ class Llama(nn.Module):
         q_slots = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32)[None], (b, t))
         if positions is None:
             positions = q_slots
-        # The table gathered over fsdp first (as FSDP does for every weight), kept split over vocab on mp: a lookup
-        # from the ("mp", "fsdp") table straight into batch-sharded rows made GSPMD rematerialise it in full.
-        table = constrain(self.embed.embedding, ("act_vocab", None)).astype(cfg.dtype)
-        x = constrain(jnp.take(table, constrain(tokens, BT), axis=0), BTD)
+        x = embed_lookup(self.embed.embedding, constrain(tokens, BT), cfg.dtype, self.embed_lookup)
         cos, sin = rotary_tables(positions, cfg.dim_per_head, cfg.rope_theta)
         if cache is None:
             mask = attention_mask(q_slots, segment_ids, q_slots, segment_ids)
@@ -129,6 +129,51 @@ class Llama(nn.Module):
         if self.trim_logits:
             logits = logits[..., :cfg.vocab_size]  # a no-op unless the vocabulary is padded
         return mask_padded_logits(logits, cfg.vocab_size), new_cache
+
+
+def _axes(entry) -> tuple[str, ...]:
+    return () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
+
+
+def embed_lookup(table: jax.Array, tokens: jax.Array, dtype: Any, how: str = "local") -> jax.Array:
+    """table [V, D] (the parameter, sharded vocab x embed) looked up at tokens [B, T]: [B, T, D] in `dtype`.
+
+    Why not `take`: GSPMD gathers the table whole on every device before the lookup (in fp32, then cast: 1 GiB per
+    device at 65B). When the table's D is split over axes the rows are also split over (fsdp in training), each
+    device instead looks its data-shard group's tokens up in its own [V/mp, D/fsdp] slice (int32 all-gather of the
+    ids), the vocab slices are summed over mp (one nonzero term per token: exact), and an all-to-all over fsdp
+    trades row blocks for D blocks. Rows are cast after the lookup, so the gradient is an fp32 scatter-add into
+    the device's own slice. Elsewhere (serving, no mesh, how="gather") the old gather-then-take runs."""
+    t_spec, b_spec, o_spec = mesh_spec(("vocab", "embed")), mesh_spec(BT), mesh_spec(BTD)
+    if t_spec is not None and how == "local":
+        v_axes, e_axes, rows = _axes(t_spec[0]), _axes(t_spec[1]), _axes(b_spec[0])
+        sizes = jax.sharding.get_abstract_mesh().shape
+        split = math.prod(sizes[a] for a in rows) if rows else 1
+        if e_axes and set(e_axes) <= set(rows) and not set(v_axes) & set(rows) and o_spec[2] is None \
+                and tokens.shape[0] % split == 0 and table.shape[0] % math.prod(sizes[a] for a in v_axes) == 0:
+            return _local_lookup(table, tokens, dtype, v_axes, e_axes, t_spec, b_spec, o_spec)
+    elif how not in ("local", "gather"):
+        raise ValueError(f"Llama.embed_lookup must be 'local' or 'gather', got {how!r}")
+    # The table gathered over fsdp first (as FSDP does for every weight), kept split over vocab on mp: a lookup
+    # from the ("mp", "fsdp") table straight into batch-sharded rows made GSPMD rematerialise it in full.
+    table = constrain(table, ("act_vocab", None)).astype(dtype)
+    return constrain(jnp.take(table, tokens, axis=0), BTD)
+
+
+def _local_lookup(table, tokens, dtype, v_axes, e_axes, t_spec, b_spec, o_spec):
+    def local(tab, ids):  # tab [V/mp, D/fsdp], ids [B/(dp*fsdp), T]
+        ids = jax.lax.all_gather(ids, e_axes, axis=0, tiled=True)  # the rows of every device sharing this D slice
+        if v_axes:
+            n = tab.shape[0]
+            own = ids - jax.lax.axis_index(v_axes) * n
+            hit = (own >= 0) & (own < n)
+            x = jnp.take(tab, jnp.where(hit, own, 0), axis=0)
+            x = jax.lax.psum(jnp.where(hit[..., None], x, 0).astype(dtype), v_axes)
+        else:
+            x = jnp.take(tab, ids, axis=0).astype(dtype)
+        return jax.lax.all_to_all(x, e_axes, split_axis=0, concat_axis=2, tiled=True)  # own rows, all of D
+
+    return jax.shard_map(local, in_specs=(t_spec, b_spec), out_specs=o_spec)(table, tokens)
 
 
 def head_kernel(params: dict, config: LlamaConfig) -> jax.Array:

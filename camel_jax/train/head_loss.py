@@ -24,7 +24,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from camel_jax.model.partition import constrain
 from camel_jax.model.vocab import mask_padded_logits
+
+KERNEL = ("embed", "vocab")  # the head kernel's logical names: its gradient carry is kept in the same split
 
 
 def _row_order(weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -51,7 +54,7 @@ def _chunks(x: jax.Array, chunk: int) -> jax.Array:
     return jnp.moveaxis(x, 1, 0)
 
 
-def _fused(hidden, kernel, targets, weights, chunk, real_vocab):
+def _fused(hidden, kernel, targets, weights, chunk, real_vocab, split_carry=True):
     b, t, d = hidden.shape
     vocab = kernel.shape[1]
     order, inverse, n_active = _row_order(weights)
@@ -72,6 +75,7 @@ def _fused(hidden, kernel, targets, weights, chunk, real_vocab):
             dlogits = ((jnp.exp(logits - lse[:, None]) - onehot) * w2[:, None]).astype(kernel.dtype)
             dh = jnp.dot(dlogits, kernel.T, preferred_element_type=jnp.float32)
             dw = dw + jnp.dot(h2.T, dlogits, preferred_element_type=jnp.float32)
+            dw = constrain(dw, KERNEL) if split_carry else dw
             return jnp.sum(nll * w2), dh.reshape(b, chunk, d), dw
 
         def idle(dw):
@@ -81,13 +85,15 @@ def _fused(hidden, kernel, targets, weights, chunk, real_vocab):
         return (loss + part, dw), dh
 
     starts = jnp.arange(hs.shape[0], dtype=jnp.int32) * chunk
-    (loss, dw), dhs = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros(kernel.shape, jnp.float32)),
+    dw0 = jnp.zeros(kernel.shape, jnp.float32)  # constrained, else whole [D, V] fp32 on every device
+    dw0 = constrain(dw0, KERNEL) if split_carry else dw0
+    (loss, dw), dhs = jax.lax.scan(body, (jnp.zeros((), jnp.float32), dw0),
                                    (starts, hs, ts, ws))
     dh = jnp.moveaxis(dhs, 0, 1).reshape(b, -1, d)[:, :t]
     return loss, _permute(dh, inverse), dw
 
 
-def _grouped(hidden, kernel, targets, weights, chunk, groups, vocab):
+def _grouped(hidden, kernel, targets, weights, chunk, groups, vocab, split_carry=True):
     """_fused over the rows joined into `groups` long rows; dh back in [B, T, D]."""
     b, t, d = hidden.shape
     groups = groups or b
@@ -97,13 +103,15 @@ def _grouped(hidden, kernel, targets, weights, chunk, groups, vocab):
     vocab = kernel.shape[1] if vocab is None else vocab
     if not 0 < vocab <= kernel.shape[1]:
         raise ValueError(f"head_nll_sum: vocab {vocab} does not fit the kernel's {kernel.shape[1]} columns")
-    loss, dh, dw = _fused(join(hidden), kernel, join(targets), join(weights), chunk * (b // groups), vocab)
+    loss, dh, dw = _fused(join(hidden), kernel, join(targets), join(weights), chunk * (b // groups), vocab,
+                          split_carry)
     return loss, dh.reshape(b, t, d), dw
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
 def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weights: jax.Array,
-                 chunk: int = 512, groups: int | None = None, vocab: int | None = None) -> jax.Array:
+                 chunk: int = 512, groups: int | None = None, vocab: int | None = None,
+                 _split_carry: bool = True) -> jax.Array:
     """sum over [B, T] of weights * NLL(softmax(hidden @ kernel), targets), fp32 scalar.
 
     hidden [B, T, D] (compute dtype), kernel [D, V], targets int [B, T], weights [B, T] (0 = not trained; treated
@@ -111,16 +119,17 @@ def head_nll_sum(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, weigh
     the rows are split over (dp×fsdp; B must divide by it), rows being joined only within one; None keeps every row
     apart (safe under any sharding). vocab: the real vocabulary when the kernel's columns are padded (None: all
     columns are real). The forward pass already computes the gradients, so this is for training; to only score,
-    use `loss.token_nll` on the model's logits."""
-    return _grouped(hidden, kernel, targets, weights, chunk, groups, vocab)[0]
+    use `loss.token_nll` on the model's logits. `_split_carry=False`: the weight gradient's fp32 carry is left to
+    GSPMD, which kept it whole on every device (for measuring that only)."""
+    return _grouped(hidden, kernel, targets, weights, chunk, groups, vocab, _split_carry)[0]
 
 
-def _fwd(hidden, kernel, targets, weights, chunk, groups, vocab):
-    loss, dh, dw = _grouped(hidden, kernel, targets, weights, chunk, groups, vocab)
+def _fwd(hidden, kernel, targets, weights, chunk, groups, vocab, split_carry):
+    loss, dh, dw = _grouped(hidden, kernel, targets, weights, chunk, groups, vocab, split_carry)
     return loss, (dh.astype(hidden.dtype), dw.astype(kernel.dtype))
 
 
-def _bwd(chunk, groups, vocab, res, g):
+def _bwd(chunk, groups, vocab, split_carry, res, g):
     dh, dw = res
     g = g.astype(jnp.float32)
     return (dh * g.astype(dh.dtype), dw * g.astype(dw.dtype), None, None)

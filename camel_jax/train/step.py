@@ -9,7 +9,9 @@
   logical "batch" on axis 1, `partition.batch_sharding`). Keys beyond these are ignored.
 * Accumulation: `lax.scan` over micro-batches, each adding ``grad(sum(nll * weights))`` in fp32 into an accumulator
   kept in the parameters' sharding; one multiplication by the reduction's scale at the end (see `loss.py`), so
-  ``token`` is exactly the global token mean whatever the split.
+  ``token`` is exactly the global token mean whatever the split. One micro-batch: no scan, no accumulator. The
+  gradient is taken w.r.t. the compute-dtype copy of the parameters (`compute_params`): bitwise the same, half the
+  bytes per micro-batch in bf16.
 * ``metrics`` (fp32 scalars, replicated): ``loss`` (this reduction, before the update), ``grad_norm`` (global norm
   before clipping), ``lr`` (the learning rate this update used), ``n_tokens`` (trained tokens in the batch).
 * The state is donated; the same inputs give bitwise the same outputs (no randomness; fixed reduction order).
@@ -76,8 +78,26 @@ def _select(batch: dict, grad_accum: int, mesh: jax.sharding.Mesh) -> dict:
     return out
 
 
+def compute_params(params: dict, cfg: LlamaConfig, shardings: Any) -> dict:
+    """The parameters the model casts to the compute dtype before any use, cast here once in their own sharding
+    (the embedding, looked up before its cast and maybe tied to the head, stays as it is).
+
+    Why: d loss/d p for p used only as cast(p) is exactly convert(d loss/d cast(p)), so differentiating with
+    respect to the cast copy gives bitwise the same update while each micro-batch's gradient tree, and every FSDP
+    gather, is in the compute dtype (half the bytes of fp32 for bf16)."""
+    dt = jnp.dtype(cfg.dtype)
+
+    def cast(path, p, s):
+        if p.dtype == dt or not jnp.issubdtype(p.dtype, jnp.floating) or partition.path_str(path).startswith("embed"):
+            return p
+        return jax.lax.with_sharding_constraint(p.astype(dt), s)
+
+    return jax.tree_util.tree_map_with_path(cast, params, shardings)
+
+
 def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTransformation, reduction: str,
-          micro_mean_rows: int | None, grad_shardings: Any, loss_chunk: int, data_shards: int) -> tuple[dict, dict]:
+          micro_mean_rows: int | None, grad_shardings: Any, loss_chunk: int, data_shards: int,
+          lean: bool = True) -> tuple[dict, dict]:
     params = state["params"]
     weights, scale = loss_weights(batch["loss_mask"], reduction, micro_mean_rows)
 
@@ -86,22 +106,30 @@ def _step(state: dict, batch: dict, *, model: Llama, optimizer: optax.GradientTr
                              segment_ids=mb.get("segment_ids"), head=not loss_chunk)
         if loss_chunk:  # fused projection + loss over chunks holding trained tokens (head_loss.py)
             kernel = head_kernel(p, model.config).astype(jnp.dtype(model.config.dtype))
-            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards, model.config.vocab_size)
+            return head_nll_sum(out, kernel, mb["targets"], w, loss_chunk, data_shards, model.config.vocab_size,
+                                lean)
         return jnp.sum(token_nll(out, mb["targets"]) * w)  # padded vocabulary columns masked in the model
 
     grad_fn = jax.value_and_grad(micro_loss)
+    # lean=False: the former step (fp32 gradients per micro-batch, the scan even for one), kept to measure it.
+    diff_params = compute_params(params, model.config, grad_shardings) if lean else params
 
-    def body(carry, xs):
-        acc, loss_sum = carry
-        mb, w = xs
-        loss, grads = grad_fn(params, mb, w)
+    def add(acc, grads):
         acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc, grads)
-        acc = jax.lax.with_sharding_constraint(acc, grad_shardings)
-        return (acc, loss_sum + loss), None
+        return jax.lax.with_sharding_constraint(acc, grad_shardings)
 
-    acc0 = jax.lax.with_sharding_constraint(
-        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), grad_shardings)
-    (acc, loss_sum), _ = jax.lax.scan(body, (acc0, jnp.zeros((), jnp.float32)), (batch, weights))
+    if lean and batch["inputs"].shape[0] == 1:  # one micro-batch: no accumulator, no loop
+        loss_sum, grads = grad_fn(diff_params, *jax.tree.map(lambda x: x[0], (batch, weights)))
+        acc = jax.lax.with_sharding_constraint(jax.tree.map(lambda g: g.astype(jnp.float32), grads), grad_shardings)
+    else:
+        def body(carry, xs):
+            acc, loss_sum = carry
+            loss, grads = grad_fn(diff_params, *xs)
+            return (add(acc, grads), loss_sum + loss), None
+
+        acc0 = jax.lax.with_sharding_constraint(
+            jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), grad_shardings)
+        (acc, loss_sum), _ = jax.lax.scan(body, (acc0, jnp.zeros((), jnp.float32)), (batch, weights))
     grads = jax.tree.map(lambda g, p: (g * scale).astype(p.dtype), acc, params)
     grad_norm = optax.tree.norm(grads).astype(jnp.float32)
     updates, opt_state = optimizer.update(grads, state["opt_state"], params)
@@ -125,15 +153,16 @@ def for_mesh(cfg: LlamaConfig, mesh: jax.sharding.Mesh) -> LlamaConfig:
 
 @functools.lru_cache(maxsize=8)  # same (cfg, optimizer, mesh, reduction): reuse the jit and its compiled executables
 def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-            loss_reduction: str, micro_mean_rows: int | None, loss_chunk: int):
+            loss_reduction: str, micro_mean_rows: int | None, loss_chunk: int, lean: bool = True):
     check_reduction(loss_reduction, None, micro_mean_rows)
     _check_chunk(loss_chunk)
     abstract = abstract_train_state(cfg, optimizer)
     shardings = state_shardings(cfg, optimizer, mesh, partition.TRAIN_RULES)
     # Logits over the padded vocabulary, its padding masked: slicing them over mp would reshard (model/vocab.py).
-    fn = functools.partial(_step, model=Llama(for_mesh(cfg, mesh), trim_logits=False), optimizer=optimizer,
-                           reduction=loss_reduction, micro_mean_rows=micro_mean_rows,
-                           grad_shardings=shardings["params"], loss_chunk=loss_chunk, data_shards=_data_shards(mesh))
+    model = Llama(for_mesh(cfg, mesh), trim_logits=False, embed_lookup="local" if lean else "gather")
+    fn = functools.partial(_step, model=model, optimizer=optimizer, reduction=loss_reduction,
+                           micro_mean_rows=micro_mean_rows, grad_shardings=shardings["params"],
+                           loss_chunk=loss_chunk, data_shards=_data_shards(mesh), lean=lean)
 
     def traced(state, batch):  # the model's activations laid out by the training table
         with partition.rules(partition.TRAIN_RULES):
@@ -146,14 +175,15 @@ def _jitted(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax
 
 def make_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                     grad_accum: int, loss_reduction: str = "token", micro_mean_rows: int | None = None,
-                    loss_chunk: int = DEFAULT_LOSS_CHUNK) -> Callable[[dict, dict], tuple[dict, dict]]:
+                    loss_chunk: int = DEFAULT_LOSS_CHUNK, _lean: bool = True) -> Callable[[dict, dict], tuple[dict, dict]]:
     """`train_step(state, batch) -> (state, metrics)`, jitted with the partition rules' shardings on `mesh`.
     The state must carry those shardings (`init_train_state(..., shardings=state_shardings(...))` or
     `Checkpointer.restore`); it is donated. `micro_mean_rows`: see `loss.py` (micro_mean only). `loss_chunk`:
-    slots per row of each fused projection+loss chunk (`head_loss.py`); 0 computes full logits instead."""
+    slots per row of each fused projection+loss chunk (`head_loss.py`); 0 computes full logits instead.
+    `_lean=False`: the former, wasteful step (for measuring the difference only; tests/test_step_memory.py)."""
     if grad_accum < 1:
         raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
-    jitted, _, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk)
+    jitted, _, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk, _lean)
 
     def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
         batch = _select(batch, grad_accum, mesh)
@@ -176,10 +206,11 @@ def abstract_batch(mesh: jax.sharding.Mesh, grad_accum: int, micro_rows: int, se
 
 def lower_train_step(cfg: LlamaConfig, optimizer: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                      grad_accum: int, micro_rows: int, seq_len: int, loss_reduction: str = "token",
-                     micro_mean_rows: int | None = None, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> jax.stages.Lowered:
+                     micro_mean_rows: int | None = None, loss_chunk: int = DEFAULT_LOSS_CHUNK,
+                     _lean: bool = True) -> jax.stages.Lowered:
     """The train step lowered for abstract inputs on `mesh` (no array is allocated): call `.compile()` on the
     result for memory/cost analysis, e.g. on a mesh of `jax.experimental.topologies` TPU devices."""
-    jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk)
+    jitted, abstract, shardings = _jitted(cfg, optimizer, mesh, loss_reduction, micro_mean_rows, loss_chunk, _lean)
     if micro_mean_rows is not None:
         check_reduction(loss_reduction, micro_rows, micro_mean_rows)
     batch = abstract_batch(mesh, grad_accum, micro_rows, seq_len)
