@@ -98,3 +98,31 @@ def test_the_step_updates_the_donated_cache_in_place(weights):
     new_cache, *_ = step(w, cache, state, window=16)
     assert all(x.is_deleted() for c in cache for x in c.values())
     assert new_cache[0]["k"].shape == (CFG.kv_heads, 4, 128, CFG.dim_per_head)
+
+
+@pytest.mark.parametrize("t, length, chunk", [(40, 33, 16), (48, 48, 16), (40, 5, 64)])
+def test_chunked_causal_attention_equals_the_masked_dense_one(t, length, chunk):
+    kq, kk, kv_ = jax.random.split(jax.random.PRNGKey(1), 3)
+    q = jax.random.normal(kq, (1, t, 4, 8))
+    k, v = jax.random.normal(kk, (1, t, 2, 8)), jax.random.normal(kv_, (1, t, 2, 8))
+    slots = jnp.arange(t)[None]
+    seg = (slots < length).astype(jnp.int32)
+    from camel_jax.model.attention import attention_mask
+
+    ref = dot_attention(q, k, v, attention_mask(slots, seg, slots, seg))
+    got = decode.causal_chunked_attention(q, k, v, jnp.int32(length), chunk)
+    np.testing.assert_allclose(np.asarray(got[:, :length]), np.asarray(ref[:, :length]), atol=1e-6)
+
+
+def test_a_prefill_past_one_chunk_equals_the_model(weights, monkeypatch):
+    params, w = weights
+    monkeypatch.setattr(decode, "PREFILL_CHUNK", 16)  # 3 chunks over this 40-slot bucket
+    prompt = np.random.default_rng(0).integers(2, 250, 37).tolist()
+    tokens = np.zeros((1, 40), np.int32)
+    tokens[0, :37] = prompt
+    cfg = CFG.replace(attention="block_sparse")
+    logits, _ = jax.jit(functools.partial(decode.prefill, cfg=cfg))(decode.serving_weights(params, cfg), tokens,
+                                                                    np.int32(37))
+    ref, _ = Llama(CFG, trim_logits=False).apply({"params": params}, jnp.asarray([prompt]),
+                                                 cache=init_cache(CFG, 1, 37), cache_index=0)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(ref[0, -1]), atol=2e-5, rtol=1e-5)

@@ -29,8 +29,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from camel_jax.model import partition
-from camel_jax.model.attention import BLOCK, NEG, attention_mask, block_sparse_attention, dot_attention, \
-    key_block_starts
+from camel_jax.model.attention import NEG, attention_mask, dot_attention
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.cudnn import cudnn_attention
 from camel_jax.model.layers import apply_rotary, rotary_tables
@@ -134,24 +133,57 @@ def _embed(weights: dict, tokens, cfg: LlamaConfig):
     return constrain(quant.lookup(table, tokens, jnp.dtype(cfg.dtype)), BTD)
 
 
+PREFILL_CHUNK = 256  # queries per chunk of `causal_chunked_attention`
+
+
+def _grouped_heads_first(q, k, v, mask):
+    """q [B, Tq, H, hd] over k/v [B, Tk, KV, hd] where mask [Tq, Tk]: each kv head's query group flattened into one
+    [group * Tq, hd] operand, heads leading, so both dots are plain batched matmuls over B * KV; softmax in fp32.
+    On CPU this ran the prefill of a 1024-token SmolLM2 prompt in 3.8 s of CPU time against 4.8 s for
+    `dot_attention`'s repeated kv heads (heads third)."""
+    b, tq, h, hd = q.shape
+    g = h // k.shape[2]
+    qh = q.transpose(0, 2, 1, 3).reshape(b, k.shape[2], g * tq, hd)  # head h = kv head h // g, as _repeat_kv
+    s = jnp.einsum("bkqd,bksd->bkqs", qh, k.transpose(0, 2, 1, 3), preferred_element_type=jnp.float32)
+    s = jnp.where(jnp.tile(mask, (g, 1))[None, None], s * (hd ** -0.5), NEG)
+    p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkqs,bksd->bkqd", p, v.transpose(0, 2, 1, 3)).reshape(b, h, tq, hd).transpose(0, 2, 1, 3)
+
+
+def causal_chunked_attention(q, k, v, length, chunk: int):
+    """One right-padded causal prompt's self-attention: q [B, T, H, hd], k/v [B, T, KV, hd], `length` real slots.
+    The queries in chunks of `chunk`, each attending only the keys up to its own end (plain dots, no switch): a
+    few fused einsums per layer, where the block-sparse training path unrolled a `lax.switch` per 128-query block
+    (its branch sizes cover packed segments a lone prompt never has) and took ~47 s to compile at T=1024 on CPU
+    (~12 s now, under the same load)."""
+    t = q.shape[1]
+    slots = jnp.arange(t, dtype=jnp.int32)
+    outs = []
+    for lo in range(0, t, chunk):
+        hi = min(t, lo + chunk)
+        mask = (slots[None, :hi] <= slots[lo:hi, None]) & (slots[None, :hi] < length)
+        outs.append(_grouped_heads_first(q[:, lo:hi], k[:, :hi], v[:, :hi], mask))
+    return jnp.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]
+
+
 def prefill(weights: dict, tokens: jax.Array, length: jax.Array, *, cfg: LlamaConfig):
     """One right-padded prompt tokens [1, T] with `length` real tokens -> (fp32 logits [padded_vocab] at its last
     token, per-layer keys and values [KV, T, hd]). The prompt attends within itself through the training path
-    (splash on TPU, cuDNN on NVIDIA GPUs, block-sparse past one block, else plain), as the model's prefill does."""
+    (splash on TPU, cuDNN on NVIDIA GPUs, "dot" plain) but for "block_sparse" (CPU's default), which becomes
+    `causal_chunked_attention`: a lone causal prompt needs none of its segment machinery, only its compile time."""
     t = tokens.shape[1]
     slots = jnp.arange(t, dtype=jnp.int32)[None]
     seg = (slots < length).astype(jnp.int32)
     mask = attention_mask(slots, seg, slots, seg)
     impl = cfg.for_platform(default_platform()).attention if cfg.attention == "auto" else cfg.attention
-    starts = key_block_starts(mask) if impl == "block_sparse" and t > BLOCK else None
 
     def attend(q, k, v):
-        if impl in ("splash", "splash_interpret"):
+        if impl == "block_sparse":
+            out = causal_chunked_attention(q, k, v, length, PREFILL_CHUNK)
+        elif impl in ("splash", "splash_interpret"):
             out = splash_attention(q, k, v, seg, interpret=impl == "splash_interpret")
         elif impl in ("cudnn", "cudnn_xla"):
             out = cudnn_attention(q, k, v, mask, implementation="cudnn" if impl == "cudnn" else "xla")
-        elif starts is not None:
-            out = block_sparse_attention(q, k, v, mask, starts)
         else:
             out = dot_attention(q, k, v, mask)
         return out, (k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
