@@ -38,6 +38,10 @@ MIXTURE = "tulu_human_gpt_mix"
 TULU_EXAMPLES = 490_694  # FLAN V2 100,000 + CoT 100,000 + Dolly 15,011 + OASST1 34,795 + GPT4-Alpaca 52,002
 EPOCHS = 2  # + Code-Alpaca 20,022 + ShareGPT 168,864 (paper Table 1, as recalled in open_instruct.md §2.4)
 FINGERPRINT_DIRS = ("camel_jax/model", "camel_jax/train", "camel_jax/plan")
+# Config the paper's run needs on a generation, and why: on v3 the default attention (train.attention=auto, splash)
+# does not compile: Mosaic E2001 "CompileTimeMosaicUnsupportedRhsType: Unsupported matmul RHS type on target:
+# vector<128x128xbf16>" (libtpu 0.0.42.1, seen compiling llama-7b for v3-16), so v3 rows use block_sparse.
+GEN_ARGS = {"v3": ("--config.train.attention=block_sparse",)}
 
 
 def paper_steps(examples: int = TULU_EXAMPLES, batch: int = 128, epochs: int = EPOCHS) -> int:
@@ -58,7 +62,8 @@ def code_fingerprint(root: str = ROOT) -> str:
 
 
 def entry_key(model: str, topology: str, mesh: str, accum: int, remat: str) -> str:
-    return f"{model}|{topology}|{mesh}|{accum}|{remat}"
+    extra = GEN_ARGS.get(topology.split("-")[0], ())
+    return "|".join((model, topology, mesh, str(accum), remat) + extra)
 
 
 def order(cands: list[dict]) -> list[dict]:
@@ -75,7 +80,8 @@ def walk(slices: Iterable[str], floors: Callable[[str], list[dict]], compiled: C
 
     floors(slice) -> candidates {mesh, accum, remat, mp, floor, hbm, rank}; compiled(slice, candidate) -> the plan's
     JSON (verdict, ...) or None when it is not compiled (render-only: the walk stops there). Returns {status:
-    "fits"|"not compiled"|"nothing fits", plan, tried: [(slice, candidate, verdict)], skipped: [slices]}."""
+    "fits"|"not compiled"|"nothing fits"|"error", plan, tried: [(slice, candidate, verdict, bytes per device)],
+    skipped: [slices]}."""
     tried, skipped = [], []
     for s in slices:
         cands = order(floors(s))
@@ -87,7 +93,9 @@ def walk(slices: Iterable[str], floors: Callable[[str], list[dict]], compiled: C
             if p is None:
                 log(f"  {s} {c['mesh']} x{c['accum']} {c['remat']}: not compiled yet")
                 return {"status": "not compiled", "plan": None, "tried": tried, "skipped": skipped, "next": (s, c)}
-            tried.append((s, c, p["verdict"]))
+            if p["verdict"] == "error":  # not an out-of-memory: the program itself does not compile here
+                return {"status": "error", "plan": p, "tried": tried, "skipped": skipped, "next": (s, c)}
+            tried.append((s, c, p["verdict"], p["bytes_per_device"]))
             if p["verdict"] == "fits":
                 return {"status": "fits", "plan": p, "tried": tried, "skipped": skipped}
     return {"status": "nothing fits", "plan": None, "tried": tried, "skipped": skipped}
@@ -95,10 +103,14 @@ def walk(slices: Iterable[str], floors: Callable[[str], list[dict]], compiled: C
 
 # --- the planner side (imports camel_jax: JAX and libtpu) ---
 
-def paper_cfg(model: str):
+def paper_cfg(model: str, gen: str):
     from camel_jax.train import config as C
 
-    return C.paper_config(model, MIXTURE)
+    cfg = C.paper_config(model, MIXTURE)
+    for a in GEN_ARGS.get(gen, ()):
+        field, value = a[len("--config.train."):].split("=")
+        setattr(cfg.train, field, value)
+    return cfg
 
 
 def slice_floors(model: str, topology: str) -> list[dict]:
@@ -109,7 +121,7 @@ def slice_floors(model: str, topology: str) -> list[dict]:
     from camel_jax.plan.topology import parse_topology
     from camel_jax.model import partition
 
-    cfg, topo = paper_cfg(model), parse_topology(topology)
+    cfg, topo = paper_cfg(model, topology.split("-")[0]), parse_topology(topology)
     out, states = [], {}
     for rank, (mesh, accum, remat) in enumerate(candidates(cfg, topo)):
         c, spec, m = resolve(_with(cfg, accum, remat), topo, mesh)
@@ -123,8 +135,9 @@ def slice_floors(model: str, topology: str) -> list[dict]:
 
 
 def plan_command(model: str, topology: str, mesh: str, accum: int, remat: str) -> str:
+    extra = "".join(" " + a for a in GEN_ARGS.get(topology.split("-")[0], ()))
     return (f"python -m camel_jax.plan --model={model} --topology={topology} --mesh={mesh} "
-            f"--config.train.grad_accum={accum} --config.train.remat={remat}")
+            f"--config.train.grad_accum={accum} --config.train.remat={remat}{extra}")
 
 
 def compile_plan(model: str, topology: str, c: dict) -> dict:
@@ -134,11 +147,18 @@ def compile_plan(model: str, topology: str, c: dict) -> dict:
     from camel_jax.plan.search import _with
     from camel_jax.plan.topology import parse_topology
 
-    args = (f"--config.train.grad_accum={c['accum']}", f"--config.train.remat={c['remat']}")
-    p = plan_run(_with(paper_cfg(model), c["accum"], c["remat"]), parse_topology(topology), c["mesh"],
-                 config_args=args)
+    gen = topology.split("-")[0]
+    args = (f"--config.train.grad_accum={c['accum']}", f"--config.train.remat={c['remat']}") + GEN_ARGS.get(gen, ())
+    command = plan_command(model, topology, c["mesh"], c["accum"], c["remat"])
+    try:
+        p = plan_run(_with(paper_cfg(model, gen), c["accum"], c["remat"]), parse_topology(topology), c["mesh"],
+                     config_args=args)
+    except Exception as e:  # not the compiler's out-of-memory (plan_run answers that): recorded, not retried
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        return {"verdict": "error", "error": f"{type(e).__name__}: {' '.join(lines[:2])[:400]}",
+                "topology": topology, "bytes_per_device": 0, "compile_seconds": 0.0, "plan_command": command}
     out = as_json(p)
-    out["plan_command"] = plan_command(model, topology, p.mesh, c["accum"], c["remat"])
+    out["plan_command"] = command
     return out
 
 
@@ -197,8 +217,8 @@ def run_cell(model: str, gen: str, cache: Cache, fingerprint: str, compile_ok: b
         log(f"  {s} {c['mesh']} x{c['accum']} {c['remat']}: compiling (floor {c['floor'] / 2**30:.2f} GiB) ...")
         t0 = time.time()
         p = compile_plan(model, s, c)
-        log(f"  {s}: {p['verdict']}, {p['bytes_per_device'] / 2**30:.2f} of {p['hbm_bytes_per_device'] / 2**30:.2f}"
-            f" GiB, {time.time() - t0:.0f} s")
+        log(f"  {s}: {p['verdict']}, {p['bytes_per_device'] / 2**30:.2f} GiB, {time.time() - t0:.0f} s"
+            f"{' ' + p['error'] if p['verdict'] == 'error' else ''}")
         cache.put("entries", key, {"fingerprint": fingerprint, "plan": p, "load": os.getloadavg()[0],
                                    "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         return dict(p, stale=False)
@@ -219,21 +239,24 @@ def _duration(seconds: float) -> str:
 
 
 def row(model: str, gen: str, cell: dict) -> str:
-    tried = "; ".join(f"{s} {c['mesh']}×{c['accum']} {c['remat']}: {v}" for s, c, v in cell["tried"]
-                      if cell["plan"] is None or s != cell["plan"]["topology"] or v != "fits")
+    tried = "; ".join(f"{s} {c['mesh']}×{c['accum']} {c['remat']}: {v} ({_gib(b)} GiB)" for s, c, v, b in cell["tried"]
+                      if v != "fits")
+    if cell["status"] == "error":
+        tried = (tried + "; " if tried else "") + f"`{cell['plan']['plan_command']}`"
     if cell["status"] != "fits":
         why = {"not compiled": "not compiled yet (next: {} {} ×{} {})".format(cell["next"][0], cell["next"][1]["mesh"],
                                                                             cell["next"][1]["accum"],
                                                                             cell["next"][1]["remat"])
                if cell.get("next") else "not compiled yet",
-               "nothing fits": "no slice of this generation fits"}[cell["status"]]
+               "nothing fits": "no slice of this generation fits",
+               "error": "does not compile: {}".format((cell["plan"] or {}).get("error", ""))}[cell["status"]]
         return f"| {model} | {gen} | {why} | | | | | | | {tried} |"
     p = cell["plan"]
     steps = paper_steps(batch=p["batch_size"])
     mem = p["memory"]
     return (f"| {model} | {gen} | **{p['topology']}** ({p['chips']} chips) | {p['mesh']} | {p['micro_rows']} × "
             f"{p['grad_accum']} | {p['remat']} | {_gib(p['bytes_per_device'])} / {_gib(p['hbm_bytes_per_device'])} "
-            f"(state {_gib(mem['state'])}, temp {_gib(mem['temp'])}; floor {_gib(p['floor_bytes_per_device'])}) | "
+            f"({1 - p['bytes_per_device'] / p['hbm_bytes_per_device']:.0%} spare; state {_gib(mem['state'])}, temp {_gib(mem['temp'])}; floor {_gib(p['floor_bytes_per_device'])}) | "
             f"{p['step_seconds_at_mfu']:.2f} s at {p['mfu']:.1%} | {_duration(steps * p['step_seconds_at_mfu'])} | "
             f"`{p['plan_command']}`{' (stale code)' if p.get('stale') else ''}"
             f"{'; before it: ' + tried if tried else ''} |")
@@ -313,7 +336,7 @@ def main(argv=None) -> int:
     fp = code_fingerprint()
     log = lambda s: print(s, flush=True)  # noqa: E731
     cells = {(m, g): run_cell(m, g, cache, fp, not a.render_only, a.per_slice, a.stale_ok, log)
-             for m in models for g in gens}
+             for g in gens for m in models}  # a generation's cells together: --generations orders the work
     if set(models) == set(MODELS) and set(gens) == set(GENERATIONS):
         with open(a.out, "w") as f:
             f.write(render(cells, cache.load(), fp, models, gens))

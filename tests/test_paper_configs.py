@@ -38,7 +38,7 @@ def test_walk_stops_at_the_first_fit_and_skips_slices_without_a_floor():
 
     def compiled(s, c):
         calls.append((s, c["mesh"]))
-        return {"verdict": verdicts[(s, c["mesh"])], "topology": s}
+        return {"verdict": verdicts[(s, c["mesh"])], "topology": s, "bytes_per_device": 0}
 
     cell = pc.walk(floors, floors.get, compiled, per_slice=1, log=lambda s: 0)
     assert cell["status"] == "fits" and cell["plan"]["topology"] == "v4-32" and cell["skipped"] == ["v4-8"]
@@ -72,10 +72,10 @@ def test_a_fitting_row_shows_its_plans_figures():
             "memory": {"state": 2 * GIB, "temp": 10 * GIB}, "floor_bytes_per_device": 8 * GIB, "batch_size": 128,
             "step_seconds_at_mfu": 3.0, "mfu": 0.56, "plan_command": "python -m camel_jax.plan --model=llama-7b"}
     cell = {"status": "fits", "plan": plan, "tried": [("v4-32", {"mesh": "fsdp16,mp1", "accum": 8,
-                                                                  "remat": "full"}, "at risk")]}
+                                                                  "remat": "full"}, "at risk", 17 * GIB)]}
     r = pc.row("llama-7b", "v4", cell)
-    assert "**v4-64** (32 chips)" in r and "32 × 4" in r and "12.00 / 30.75" in r and "floor 8.00" in r
-    assert "3.00 s at 56.0%" in r and f"{7668 * 3 / 3600:.1f} h" in r and "v4-32 fsdp16,mp1×8 full: at risk" in r
+    assert "**v4-64** (32 chips)" in r and "32 × 4" in r and "12.00 / 30.75 (61% spare" in r and "floor 8.00" in r
+    assert "3.00 s at 56.0%" in r and f"{7668 * 3 / 3600:.1f} h" in r and "v4-32 fsdp16,mp1×8 full: at risk (17.00 GiB)" in r
     assert "`python -m camel_jax.plan --model=llama-7b`" in r
     with pytest.raises(KeyError):
         pc.row("llama-7b", "v4", {"status": "bogus", "plan": None, "tried": []})
