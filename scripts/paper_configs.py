@@ -3,9 +3,11 @@
 `python scripts/paper_configs.py [--models llama-7b,...] [--generations v4,...] [--render_only]` walks, for each
 (model, generation) cell, the generation's slices from the smallest up. On each slice the planner's own candidates
 (search.candidates: meshes fsdp × mp, gradient accumulation, remat) are ordered by their analytic floor (floor.py)
-and only the most frugal one is compiled (`--per_slice` more): the least model parallelism whose floor fits HBM,
-then the lowest floor. A slice on which no candidate's floor fits is skipped without compiling. The first compile
-judged "fits" ends the cell. The floor only orders and prunes; the verdict is always XLA's compile.
+and the most frugal one is compiled: the least model parallelism whose floor fits HBM, then the lowest floor. If
+XLA accepts it but its total exceeds HBM ("at risk": the floor does not model XLA's own overheads, e.g. the
+accumulation loop's gradient copies), the next one is compiled too (`--per_slice`, 2 in all); the compiler's
+out-of-memory moves on to the next slice size. A slice on which no candidate's floor fits is skipped without
+compiling. The first compile judged "fits" ends the cell. The floor only orders and prunes; the verdict is always XLA's compile.
 
 Compiles cost a minute or more each here, so every compiled plan is cached in a JSON beside the doc, keyed by the
 cell's configuration and a fingerprint of the code that decides it (camel_jax/model, train, plan). A rerun reuses
@@ -98,6 +100,8 @@ def walk(slices: Iterable[str], floors: Callable[[str], list[dict]], compiled: C
             tried.append((s, c, p["verdict"], p["bytes_per_device"]))
             if p["verdict"] == "fits":
                 return {"status": "fits", "plan": p, "tried": tried, "skipped": skipped}
+            if p["verdict"] == "does not fit":  # the compiler's own check failed the most frugal: a larger slice
+                break
     return {"status": "nothing fits", "plan": None, "tried": tried, "skipped": skipped}
 
 
@@ -262,6 +266,12 @@ def row(model: str, gen: str, cell: dict) -> str:
             f"{'; before it: ' + tried if tried else ''} |")
 
 
+def _generations():
+    from camel_jax.plan.topology import GENERATIONS as G
+
+    return [G[g] for g in GENERATIONS]
+
+
 def render(cells: dict, cache_data: dict, fingerprint: str, models, gens) -> str:
     steps = paper_steps()
     lines = [
@@ -277,12 +287,16 @@ def render(cells: dict, cache_data: dict, fingerprint: str, models, gens) -> str
         "  `open_instruct.md` §3, not in the repo); bf16 compute, fp32 weights and AdamW state, fused head loss.",
         "- **Search**: per generation, slices from the smallest up. On each, the planner's candidates (meshes fsdp ×",
         "  mp1/2/4/8, gradient accumulation dividing 128, remat none/save_dots/full) are ordered by the analytic floor:",
-        "  the least mp whose floor fits HBM, then the lowest floor; the first is compiled. Slices where no floor fits",
-        "  are skipped uncompiled. The first compile that **fits** (XLA's `argument + output − alias + temp + code` ≤",
+        "  the least mp whose floor fits HBM, then the lowest floor; the first is compiled, and if XLA accepts it over",
+        "  HBM (at risk) the second too; the compiler's out-of-memory moves to the next size. Slices where no floor",
+        "  fits are skipped uncompiled. The first compile that **fits** (XLA's `argument + output − alias + temp + code` ≤",
         "  the generation's usable HBM) is the row; the compiles before it (at risk / does not fit) are listed.",
         "  The configuration is the most frugal that fits, not the fastest: `--search` on the row's slice finds that.",
         "- **Memory**: per JAX device (a core on v3, a chip elsewhere), GiB: XLA's total / usable HBM, its state and",
         "  temporaries, and the analytic floor (plan/floor.py; sharded state + one micro-batch's activations + head).",
+        "- **Usable HBM per device** (plan/topology.py, with its sources): " + ", ".join(
+            f"{g.name} {g.usable_bytes / 2**30:.2f} GiB" for g in _generations()) + " (v6e's figure is unverified; v5p's"
+        " is MaxText's bytes_limit, above the 95 GB nominal).",
         "- **Step time**: the analytic model FLOPs per step over the slice's peak at the generation's published MFU",
         "  (plan/topology.py: v3 47.3%, v4 56%, v5e 56.1%, v5p 65.4%, v6e 43.8%). It does not depend on the remat",
         "  policy or the mesh; remat full's recomputation and mp's all-reduces would lower the MFU actually reached.",
@@ -317,7 +331,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--generations", default=",".join(GENERATIONS))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "paper_configs.md"))
-    ap.add_argument("--per_slice", type=int, default=1, help="compiles per slice before trying the next size")
+    ap.add_argument("--per_slice", type=int, default=2,
+                    help="compiles per slice while they come back 'at risk' (a compiler out-of-memory moves on)")
     ap.add_argument("--render_only", action="store_true", help="write the doc from the cache; compile nothing")
     ap.add_argument("--stale_ok", action="store_true", help="reuse plans compiled under other code (marked)")
     a = ap.parse_args(argv)

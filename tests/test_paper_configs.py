@@ -46,6 +46,10 @@ def test_walk_stops_at_the_first_fit_and_skips_slices_without_a_floor():
     calls.clear()
     cell = pc.walk(floors, floors.get, compiled, per_slice=2, log=lambda s: 0)
     assert cell["plan"]["topology"] == "v4-16" and calls == [("v4-16", "y"), ("v4-16", "z")]
+    verdicts[("v4-16", "y")] = "does not fit"  # the compiler's out-of-memory: the next size, not the next candidate
+    calls.clear()
+    cell = pc.walk(floors, floors.get, compiled, per_slice=2, log=lambda s: 0)
+    assert cell["plan"]["topology"] == "v4-32" and calls == [("v4-16", "y"), ("v4-32", "w")]
     cell = pc.walk(floors, floors.get, lambda s, c: None, log=lambda s: 0)  # render-only, nothing cached
     assert cell["status"] == "not compiled" and cell["next"][0] == "v4-16" and cell["tried"] == []
     cell = pc.walk(["v4-8"], floors.get, compiled, log=lambda s: 0)
