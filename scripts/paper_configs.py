@@ -180,9 +180,12 @@ class Cache:
 
     @contextlib.contextmanager
     def _locked(self):
-        with open(self.path + ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)  # the folder: no lock file left
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
 
     def put(self, section: str, key: str, value: dict) -> None:
         with self._locked():
