@@ -93,6 +93,8 @@ def test_analytic_floor_by_hand(fits):
     assert fl["saved_activations"] == 2 * tokens * ((4 + 8) * 16 + 64 + 2 * 176 + 64 + 64) * 2
     assert fl["layer_working_set"] == 2 * tokens * (((4 + 8) * 16 + 2 * 64 + 2 * 176) + 64 + 128 + 64 + 176) * 2
     assert fl["loss_chunk"] == 2 * 2 * 128 * 256 * 4
+    assert fl["head_kernel"] == 64 * 256 * 2  # [D, V] gathered whole (mp1) in bf16
+    assert fl["head_partial_gradient"] == 64 * 256 * 4  # one chunk's fp32 h^T dlogits
     assert fl["gathered_weights"] == 2 * (64 * 8 * 16 * 2 + 3 * 64 * 176) * 2
     assert fl["gradient_accumulator"] == fits.memory["gradients"] and fl["state"] == fits.memory["state"]
     assert fl["floor"] == sum(v for k, v in fl.items() if k != "floor") < fits.bytes_per_device

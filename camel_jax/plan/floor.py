@@ -3,8 +3,10 @@
 What the step cannot do without: the sharded train state and batch (exact, from the shardings), one fp32
 gradient accumulator sharded like the parameters, one micro-batch's saved activations under the remat policy,
 one layer's working set while it is recomputed and differentiated, the fused loss chunk's fp32 logits and their
-gradient, and one layer's weights gathered over fsdp in the compute dtype, twice (the layer and the next one's
-prefetch). An estimate from shapes (counting the layer's matmul outputs and elementwise results as below), not a
+gradient, the output head as the fused loss uses it (its [hidden, vocab] kernel gathered over fsdp in the compute
+dtype, and one chunk's fp32 partial weight gradient h^T dlogits of the same shape, both split over mp only:
+head_loss.py), and one layer's weights gathered over fsdp in the compute dtype, twice (the layer and the next
+one's prefetch). An estimate from shapes (counting the layer's matmul outputs and elementwise results as below), not a
 bound XLA promises: the gap between it and XLA's total is what to look at, and to remove.
 """
 from __future__ import annotations
@@ -33,10 +35,13 @@ def floor_bytes(cfg: LlamaConfig, memory: dict, rows_per_device: int, seq_len: i
     working = 2 * tokens * w["all"] * c // mp  # one layer's activations and their cotangents
     chunk = loss_chunk or seq_len
     head = 2 * rows_per_device * min(chunk, seq_len) * cfg.padded_vocab * 4 // mp
+    head_kernel = cfg.hidden_size * cfg.padded_vocab * c // mp  # gathered over fsdp, vocab split over mp
+    head_partial = cfg.hidden_size * cfg.padded_vocab * 4 // mp if loss_chunk else 0  # one chunk's fp32 h^T dlogits
     d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
     layer_params = d * (cfg.num_heads + cfg.kv_heads) * hd * 2 + 3 * d * f
     gathered = 2 * layer_params * c // mp
     parts = {"state": memory["state"], "batch": memory["batch"], "gradient_accumulator": memory["gradients"],
              "saved_activations": saved, "layer_working_set": working, "loss_chunk": head,
+             "head_kernel": head_kernel, "head_partial_gradient": head_partial,
              "gathered_weights": gathered}
     return dict(parts, floor=sum(parts.values()))

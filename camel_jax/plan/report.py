@@ -67,7 +67,8 @@ def text(p: Plan) -> str:
     fl = p.floor
     lines.append(f"  analytic floor   {gib(fl['floor']):>8}  = state {gib(fl['state'])} + accumulator "
                  f"{gib(fl['gradient_accumulator'])} + saved activations {gib(fl['saved_activations'])} + layer "
-                 f"working set {gib(fl['layer_working_set'])} + loss chunk {gib(fl['loss_chunk'])} + gathered "
+                 f"working set {gib(fl['layer_working_set'])} + loss chunk {gib(fl['loss_chunk'])} + head kernel "
+                 f"{gib(fl['head_kernel'])} + its chunk gradient {gib(fl['head_partial_gradient'])} + gathered "
                  f"weights {gib(fl['gathered_weights'])} (XLA's total is {p.bytes_per_device / fl['floor']:.2f}x)")
     lines.append(f"  usable HBM       {gib(p.hbm_bytes):>8}  ({g.usable_source})")
     lines.append(f"verdict  {verdict_line(p)}")
