@@ -132,7 +132,8 @@ def slice_floors(model: str, topology: str) -> list[dict]:
         if mesh not in states:
             states[mesh] = state_memory(spec, c, m)
         rows = spec.micro_rows // partition.data_shards(m, partition.TRAIN_RULES)
-        fl = floor_bytes(spec.model, states[mesh], rows, spec.seq_len, m.shape["mp"], c.train.loss_chunk)
+        fl = floor_bytes(spec.model, states[mesh], rows, spec.seq_len, m.shape["mp"], c.train.loss_chunk,
+                         spec.grad_accum)
         out.append({"mesh": mesh, "accum": accum, "remat": remat, "mp": m.shape["mp"], "floor": fl["floor"],
                     "hbm": topo.usable_bytes, "rank": rank})
     return out

@@ -97,4 +97,5 @@ def test_analytic_floor_by_hand(fits):
     assert fl["head_partial_gradient"] == 64 * 256 * 4  # one chunk's fp32 h^T dlogits
     assert fl["gathered_weights"] == 2 * (64 * 8 * 16 * 2 + 3 * 64 * 176) * 2
     assert fl["gradient_accumulator"] == fits.memory["gradients"] and fl["state"] == fits.memory["state"]
+    assert fl["gradients"] == fl["compute_copy"] == fits.memory["gradients"] // 2  # bf16 against fp32 params
     assert fl["floor"] == sum(v for k, v in fl.items() if k != "floor") < fits.bytes_per_device

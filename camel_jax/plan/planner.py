@@ -145,7 +145,8 @@ def plan_run(cfg: ConfigDict, topology: Topology, mesh_spec: str | None = None, 
     budget = int(hbm_bytes if hbm_bytes is not None else topology.usable_bytes)
     flops = step_flops(spec.model, spec.micro_rows * spec.grad_accum, spec.seq_len).as_dict()
     rows = spec.micro_rows // partition.data_shards(mesh, partition.TRAIN_RULES)
-    floor = floor_bytes(spec.model, memory, rows, spec.seq_len, mesh.shape["mp"], cfg.train.loss_chunk)
+    floor = floor_bytes(spec.model, memory, rows, spec.seq_len, mesh.shape["mp"], cfg.train.loss_chunk,
+                        spec.grad_accum)
     common = dict(topology=topology, mesh=mesh_str(mesh), spec=spec, batch_size=spec.micro_rows * spec.grad_accum,
                   hbm_bytes=budget, flops=flops, mfu=topology.generation.mfu if mfu is None else float(mfu),
                   config_args=tuple(config_args), floor=floor)

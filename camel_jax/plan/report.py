@@ -65,7 +65,8 @@ def text(p: Plan) -> str:
                   f"{gib(mem['output'])} - alias {gib(mem['alias'])} + temp {gib(mem['temp'])} + code "
                   f"{gib(mem['code'])}"]
     fl = p.floor
-    lines.append(f"  analytic floor   {gib(fl['floor']):>8}  = state {gib(fl['state'])} + accumulator "
+    lines.append(f"  analytic floor   {gib(fl['floor']):>8}  = state {gib(fl['state'])} + compute copy "
+                 f"{gib(fl['compute_copy'])} + gradients {gib(fl['gradients'])} + accumulator "
                  f"{gib(fl['gradient_accumulator'])} + saved activations {gib(fl['saved_activations'])} + layer "
                  f"working set {gib(fl['layer_working_set'])} + loss chunk {gib(fl['loss_chunk'])} + head kernel "
                  f"{gib(fl['head_kernel'])} + its chunk gradient {gib(fl['head_partial_gradient'])} + gathered "
