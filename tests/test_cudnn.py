@@ -18,8 +18,9 @@ from camel_jax.train.step import for_mesh
 from rows_util import positions, rows, self_mask
 
 
-def _device(platform, version=""):
-    return types.SimpleNamespace(platform=platform, client=types.SimpleNamespace(platform_version=version))
+def _device(platform, version="", kind=""):
+    return types.SimpleNamespace(platform=platform, client=types.SimpleNamespace(platform_version=version),
+                                 device_kind=kind)
 
 
 def test_auto_picks_cudnn_on_nvidia_gpus_where_it_takes_the_model():
@@ -37,7 +38,10 @@ def test_auto_picks_cudnn_on_nvidia_gpus_where_it_takes_the_model():
     assert bf16.replace(attention="block_sparse").for_platform("gpu").attention == "block_sparse"
     assert platform_of(_device("gpu", "cuda 12080")) == "gpu"
     assert platform_of(_device("gpu", "rocm 6.3.1")) == "rocm"
-    assert platform_of(_device("tpu")) == "tpu"
+    assert platform_of(_device("tpu")) == "tpu" and platform_of(_device("tpu", kind="TPU v4")) == "tpu"
+    assert platform_of(_device("tpu", kind="TPU v3")) == "tpu_v2v3"  # splash does not compile there
+    assert bf16.for_platform("tpu_v2v3").attention == "block_sparse"
+    assert bf16.replace(attention="splash").for_platform("tpu_v2v3").attention == "splash"  # asked for: kept
     mesh = types.SimpleNamespace(devices=np.array([_device("gpu", "cuda 12080")] * 2))  # what for_mesh reads
     assert for_mesh(bf16, mesh).attention == "cudnn"
 

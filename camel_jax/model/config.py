@@ -17,12 +17,18 @@ REMAT_POLICIES = ("none", "full", "save_dots")
 ATTENTION_IMPLS = ("auto", "block_sparse", "splash", "splash_interpret", "cudnn", "cudnn_xla", "dot")
 
 
+OLD_TPUS = ("tpu v2", "tpu v3")  # device_kind prefixes whose Mosaic cannot compile splash's bf16 matmuls (E2001)
+
+
 def platform_of(device) -> str:
     """A JAX device's platform as `for_platform` takes it: jax's name ("tpu", "gpu", "cpu"), but "rocm" for an AMD
-    GPU, which has no cuDNN (both report "gpu")."""
+    GPU, which has no cuDNN (both report "gpu"), and "tpu_v2v3" for TPU v2/v3, where the splash kernel does not
+    compile ("Unsupported matmul RHS type vector<128x128xbf16>", found by compiling for a v3 topology)."""
     p = device.platform
     if p == "gpu" and "rocm" in str(getattr(device.client, "platform_version", "")).lower():
         return "rocm"
+    if p == "tpu" and str(getattr(device, "device_kind", "")).lower().startswith(OLD_TPUS):
+        return "tpu_v2v3"
     return p
 
 
@@ -73,7 +79,7 @@ class LlamaConfig:
 
     def for_platform(self, platform: str) -> "LlamaConfig":
         """`attention` made concrete for the backend that will run it (`platform_of`: "tpu", "gpu", "rocm",
-        "cpu"): "auto" is splash on TPU, cuDNN on an NVIDIA GPU when it takes the compute dtype and head dim
+        "cpu", "tpu_v2v3"): "auto" is splash on TPU v4 and later (block_sparse on v2/v3), cuDNN on an NVIDIA GPU when it takes the compute dtype and head dim
         (`cudnn.supported`: bf16/fp16, head dim a multiple of 8 up to 128), and block_sparse otherwise; splash
         asked for off TPU runs in the interpreter, cuDNN off an NVIDIA GPU through XLA. The train step resolves it
         from its mesh's devices (so compiling for a TPU topology on a CPU host picks the TPU kernel); the model
@@ -88,7 +94,7 @@ class LlamaConfig:
                 att = "cudnn"
             else:
                 att = "block_sparse"
-        if att == "splash" and platform != "tpu":
+        if att == "splash" and not platform.startswith("tpu"):
             att = "splash_interpret"
         if att == "cudnn" and platform != "gpu":
             att = "cudnn_xla"
