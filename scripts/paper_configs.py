@@ -298,8 +298,8 @@ def render(cells: dict, cache_data: dict, fingerprint: str, models, gens) -> str
         "  The configuration is the most frugal that fits, not the fastest: `--search` on the row's slice finds that.",
         "- **v3**: its rows add `--config.train.attention=block_sparse`: the default attention (`auto`, splash) does",
         "  not compile for v3 with this libtpu (Mosaic E2001, `CompileTimeMosaicUnsupportedRhsType: Unsupported",
-        "  matmul RHS type on target: vector<128x128xbf16>`, compiling llama-7b for v3-16), so `camel_jax.train` on a",
-        "  v3 needs that flag too.",
+        "  matmul RHS type on target: vector<128x128xbf16>`, compiling llama-7b for v3-16); `auto` now picks",
+        "  block_sparse on v2/v3 itself (`model/config.py platform_of`), so the flag only pins it.",
         "- **Memory**: per JAX device (a core on v3, a chip elsewhere), GiB: XLA's total / usable HBM, its state and",
         "  temporaries, and the analytic floor (plan/floor.py; sharded state + one micro-batch's activations + head).",
         "- **Usable HBM per device** (plan/topology.py, with its sources): " + ", ".join(
