@@ -1,8 +1,9 @@
 """SmolLM2-135M-Instruct from its GGUF through `convert.gguf`: camel_jax's logits equal transformers' on the same
 dequantized fp32 weights, and its greedy ChatML answer is the known one.
 
-Tolerance, measured: log-probs within 1e-4 (9.9e-5 worst on these prompts); raw logits within 2e-4 (1.6e-4 worst,
-max |logit| ~27-36, i.e. 6e-6 relative). That is fp32 rounding over 30 layers, not a formula difference: with fp64
+Tolerance, measured: log-probs within 1.5e-4 (9.9e-5 worst on these prompts on one machine, 1.07e-4 on an AMD EPYC
+host: XLA:CPU's and PyTorch's kernels round differently per CPU, so 1e-4 sat on the edge); raw logits within 2e-4
+(1.6e-4 worst, max |logit| ~27-36, i.e. 6e-6 relative). That is fp32 rounding over 30 layers, not a formula difference: with fp64
 weights and compute camel_jax matches transformers' fp64 forward within 1.4e-5 (the final fp32 cast); against
 the fp64 forward, fp32 camel_jax is off by 1.8e-4 and fp32 PyTorch by 4e-5-8.5e-5."""
 import numpy as np
@@ -47,7 +48,7 @@ def test_logits_match_transformers(smollm2):
         worst = max(worst, float(np.max(np.abs(ours - ref))))
         lp = np.asarray(jax.nn.log_softmax(ours, axis=-1)) - torch.log_softmax(torch.from_numpy(ref), -1).numpy()
         worst_lp = max(worst_lp, float(np.max(np.abs(lp))))
-    assert worst <= 2e-4 and worst_lp <= 1e-4, (worst, worst_lp)
+    assert worst <= 2e-4 and worst_lp <= 1.5e-4, (worst, worst_lp)
 
 
 def test_greedy_chatml_answer(smollm2):
