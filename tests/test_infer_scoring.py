@@ -18,7 +18,7 @@ import jax  # noqa: E402
 from smollm2_util import camel_params, hf_model  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
-from camel_jax.infer.scoring import Scorer, buckets, encode_pair  # noqa: E402
+from camel_jax.infer.scoring import PACK_SEGMENTS, Scorer, buckets, encode_pair, pack  # noqa: E402
 from camel_jax.model.config import get_preset  # noqa: E402
 from camel_jax.model.llama import init_params  # noqa: E402
 from camel_jax.model.tokenizer import load_tokenizer  # noqa: E402
@@ -97,6 +97,28 @@ def test_batch_invariance(tiny):
                         float(np.max(np.abs(np.subtract(a.token_logprobs, r.token_logprobs)))))
     print(f"batch sizes 1/3/8: worst difference {worst:.2e}")
     assert worst <= 1e-5, worst
+
+
+def test_pack_best_fit_decreasing():
+    """Each length goes to the open row it leaves the least room in; full rows close; every index placed once."""
+    assert pack([5, 4, 3, 3, 2, 1], 8, 4) == [[0, 2], [1, 3, 5], [4]]  # 3 fills 5's row; 1 fills 4+3's
+    assert pack([8, 8], 8, 4) == [[0], [1]]
+    assert pack([1] * 10, 8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # at most 3 a row
+    with pytest.raises(ValueError, match="do not fit"):
+        pack([9], 8, 4)
+
+
+def test_packed_rows_score_as_alone(tiny):
+    """Many short inputs share rows (so fewer rows than inputs are computed), each scored as if alone."""
+    cfg, params, _ = tiny
+    rng = np.random.RandomState(5)
+    prompts = [[1] + rng.randint(3, cfg.vocab_size, rng.randint(2, 30)).tolist() for _ in range(40)]
+    scorer = Scorer(params, cfg, batch_size=2)
+    got = scorer.next_token_logprobs(prompts)
+    lengths = sorted((len(p) for p in prompts), reverse=True)
+    assert len(pack(lengths, scorer._width(lengths), PACK_SEGMENTS)) < len(prompts) // 4
+    alone = np.stack([Scorer(params, cfg, batch_size=1).next_token_logprobs([p])[0] for p in prompts[:6]])
+    assert np.max(np.abs(got[:6] - alone)) <= 1e-5
 
 
 def test_truncation_buckets_and_errors(tiny):
