@@ -9,7 +9,7 @@ alike) on the same slots (all active, prompts of `--prompt_len`, attending over 
   * floor      its weight matmuls alone (bench_engine.matmul_floor).
 
     python scripts/bench_decode_step.py [--preset bench-58m | --gguf FILE] [--slots 8] [--prompt_len 256]
-        [--window 384] [--reps 15]
+        [--window 384] [--max_len 384] [--reps 15]
 """
 from __future__ import annotations
 
@@ -65,10 +65,12 @@ def main():
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--prompt_len", type=int, default=256)
     ap.add_argument("--window", type=int, default=384)
+    ap.add_argument("--max_len", type=int, help="cache slots per row (default: the window); a serving engine's "
+                    "cache is longer than the window it attends")
     ap.add_argument("--reps", type=int, default=15)
     args = ap.parse_args()
     cfg, params, _ = models(args)
-    engine = Engine(params, cfg, slots=args.slots, max_len=args.window)
+    engine = Engine(params, cfg, slots=args.slots, max_len=args.max_len or args.window)
     rng = np.random.RandomState(0)
     for _ in range(args.slots):
         engine.submit(Request(rng.randint(3, cfg.vocab_size, args.prompt_len).tolist(), args.window - args.prompt_len,
@@ -110,7 +112,8 @@ def main():
             fn()
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.gguf or args.preset}, {cfg.dtype}, {args.slots} slots, window {args.window}, medians of {args.reps}")
+    print(f"{args.gguf or args.preset}, {cfg.dtype}, {args.slots} slots, window {args.window} of "
+          f"{engine.max_len} cache slots, medians of {args.reps}")
     for k, t in med.items():
         print(f"  {k:8s} {t * 1e3:8.2f} ms  {t / med['floor']:.2f}x floor  {t / med['step']:.2f}x step")
 
