@@ -19,7 +19,9 @@ lm-evaluation-harness does it (eval_anchors.md §1.1) so scores are comparable, 
 * **Batch invariance**: an input's values depend only on its own tokens (its own segment; padding is segment 0,
   never attended); what changes with batch size, bucket and row-mates is only XLA's float summation order (tests/test_infer_scoring.py measures it).
 
-Device memory per forward: fp32 logits of batch_size × bucket × padded_vocab; choose batch_size accordingly.
+Device memory per forward: fp32 logits of batch_size × row width × padded_vocab (the width is the longest input's
+bucket, or PACK_WIDTH when packing fills it; next-token scoring only PACK_SEGMENTS positions a row); choose
+batch_size accordingly.
 """
 from __future__ import annotations
 
