@@ -17,7 +17,8 @@ lm-evaluation-harness does it (eval_anchors.md §1.1) so scores are comparable, 
 * **The real vocabulary only**: the model runs with trim_logits=False, so padded vocabulary columns come masked
   (model/vocab.py) and vanish from log-sum-exp and argmax, with no slice of a vocab-sharded tensor on device.
 * **Batch invariance**: an input's values depend only on its own tokens (its own segment; padding is segment 0,
-  never attended); what changes with batch size, bucket and row-mates is only XLA's float summation order (tests/test_infer_scoring.py measures it).
+  never attended); what changes with batch size, bucket and row-mates is only XLA's float summation order
+  (tests/test_infer_scoring.py measures it).
 
 Device memory per forward: fp32 logits of batch_size × row width × padded_vocab (the width is the longest input's
 bucket, or PACK_WIDTH when packing fills it; next-token scoring only PACK_SEGMENTS positions a row); choose
