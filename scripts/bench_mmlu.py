@@ -7,7 +7,7 @@ June-2023 eval). The answer is the argmax among the bare letters "A".."D" at the
 
 open-instruct's way (`get_next_word_predictions`): prompts in their given order, left-padded batches of 4 (its MMLU
 eval batch size), one transformers forward each, `logits[:, -1, :]`. camel_jax's: `Scorer(batch_size)` (sorted by
-length, right-padded power-of-two buckets, only the last position through the head). Both fp32, the same weights.
+length, packed several to a row as segments, only the last positions through the head). Both fp32, the same weights.
 Printed: prompts/s each side, the ratio, argmax agreement among A-D, the largest log-prob difference on A-D.
 
     python scripts/bench_mmlu.py [--gguf ../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf] [--n 500]
