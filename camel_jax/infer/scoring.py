@@ -93,6 +93,7 @@ def _forward(params: Any, tokens: jax.Array, segments: jax.Array, positions: jax
     greedy = jnp.argmax(logits, axis=-1) == nxt
     return lp, greedy, jnp.take_along_axis(logp, ends[..., None], axis=1)
 
+
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def _forward_top(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfig):
     """Right-padded rows -> (log-prob of each next token [B, T], the TOP most likely next tokens' log-probs and ids
@@ -158,7 +159,7 @@ class Scorer:
         self.params, self.cfg, self.batch_size = params, cfg, int(batch_size)
         self.max_len = int(max_len or cfg.max_seq_len)
         self.buckets = buckets(self.max_len)
-        self.forwards = 0  # rows actually computed (tests count shared contexts with it)
+        self.forwards = 0  # inputs actually computed, each once however many requests share it (tests count with it)
 
     def _bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
