@@ -3,10 +3,11 @@
 Both sides get the same prompts (random ids, equal lengths, so no padding on either side), decode exactly
 `--new` tokens greedily in fp32 (EOS ignored), and their tokens are compared. Also printed: the engine's decode
 step alone against that step's weight matmuls alone (every projection of every layer and the head, at the slot
-batch, jitted by XLA): the physical floor of a step on this machine.
+batch, jitted by XLA): the physical floor of a step on this machine. `--hf_compiled` adds transformers' own
+fastest path, its static cache with the forward under `torch.compile` (timed after its compiling first call).
 
     python scripts/bench_engine.py [--preset bench-58m | --gguf ../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf]
-        [--prompts 8] [--prompt_len 256] [--new 128] [--reps 3] [--mixed]
+        [--prompts 8] [--prompt_len 256] [--new 128] [--reps 3] [--mixed] [--hf_compiled]
 """
 from __future__ import annotations
 
@@ -74,6 +75,22 @@ def hf_generate(model, prompts, new):
     return run
 
 
+def hf_compiled(model, prompts, new):
+    """transformers' fastest documented path: its static KV cache with the forward under `torch.compile` (fullgraph),
+    on a copy of the model so the eager side stays eager. Returns (seconds of the first, compiling call, run)."""
+    import copy
+
+    import torch
+
+    fast = copy.deepcopy(model)
+    fast.generation_config.cache_implementation = "static"
+    fast.forward = torch.compile(fast.forward, fullgraph=True)
+    run = hf_generate(fast, prompts, new)
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0, run
+
+
 def matmul_floor(cfg, weights, batch):
     """The step's weight matmuls alone, in the step's order: per layer x @ q/k/v, (the q output as the attention
     output) @ o, x @ gate/up, (the gate output) @ down, then the head, each output kept (returned), no other work.
@@ -137,6 +154,8 @@ def main():
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--mixed", action="store_true", help="instead: continuous against static batching (above)")
+    ap.add_argument("--hf_compiled", action="store_true",
+                    help="also transformers with its static cache and torch.compile (minutes of compiling on CPU)")
     args = ap.parse_args()
     cfg, params, model = models(args)
     if args.mixed:
@@ -146,15 +165,18 @@ def main():
 
     theirs_fn = hf_generate(model, prompts, args.new)
     theirs_fn(4)
+    compiled = hf_compiled(model, prompts, args.new) if args.hf_compiled else None
     max_len = -(-(args.prompt_len + args.new) // 128) * 128
     engine = Engine(params, cfg, slots=args.prompts, max_len=max_len)
     reqs = [Request(p, args.new, ignore_eos=True) for p in prompts]
     engine.run(reqs)  # compiles
     # Whole runs in turn, the best of `reps` each: on a shared machine the other load hits both sides alike.
-    t_hf, t_engine = [], []
+    t_hf, t_engine, t_compiled = [], [], []
     for _ in range(args.reps):
         t_hf.append(median_time(theirs_fn, 1))
         t_engine.append(median_time(lambda: engine.run(reqs), 1))
+        if compiled:
+            t_compiled.append(median_time(compiled[1], 1))
     t_hf, t_engine = min(t_hf), min(t_engine)
     theirs = theirs_fn()
     ours = [r[0].tokens for r in engine.run()[-args.prompts:]]
@@ -164,6 +186,11 @@ def main():
     print(f"  transformers generate: {n_tok / t_hf:8.1f} tok/s ({t_hf:.2f} s)")
     print(f"  camel_jax engine:      {n_tok / t_engine:8.1f} tok/s ({t_engine:.2f} s)  ratio {t_hf / t_engine:.2f}x")
     print(f"  identical outputs: {same}/{args.prompts} rows")
+    if compiled:
+        t_c = min(t_compiled)
+        print(f"  transformers static cache + torch.compile: {n_tok / t_c:8.1f} tok/s ({t_c:.2f} s; its first call "
+              f"compiling {compiled[0]:.1f} s)  camel_jax ratio {t_c / t_engine:.2f}x; identical outputs: "
+              f"{sum(a == b for a, b in zip(ours, compiled[1]()))}/{args.prompts} rows")
 
     # The decode step alone, all slots active, against its weight matmuls alone.
     for r in reqs:
