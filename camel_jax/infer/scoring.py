@@ -27,7 +27,6 @@ batch_size accordingly.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import dataclasses
 import functools
 from typing import Any, Sequence
@@ -38,7 +37,7 @@ import numpy as np
 
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.layers import project
-from camel_jax.model.llama import Llama, head_kernel, param_shardings, positions_from_mask
+from camel_jax.model.llama import Llama, head_kernel, param_shardings
 from camel_jax.model.mesh import mesh_str
 from camel_jax.model.partition import batch_sharding, constrain, data_shards
 from camel_jax.model.vocab import mask_padded_logits
@@ -95,11 +94,13 @@ def _forward(params: Any, tokens: jax.Array, segments: jax.Array, positions: jax
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _forward_top(params: Any, tokens: jax.Array, mask: jax.Array, *, cfg: LlamaConfig):
-    """Right-padded rows -> (log-prob of each next token [B, T], the TOP most likely next tokens' log-probs and ids
-    [B, T, TOP]); the same log-softmax as `_forward`."""
-    logits, _ = Llama(cfg, trim_logits=False).apply({"params": params}, tokens, positions=positions_from_mask(mask),
-                                                    segment_ids=mask)
+def _forward_top(params: Any, tokens: jax.Array, segments: jax.Array, positions: jax.Array, ends: jax.Array, *,
+                 cfg: LlamaConfig):
+    """Packed rows -> (log-prob of each next token [B, T], the TOP most likely next tokens' log-probs and ids
+    [B, T, TOP]); the same log-softmax as `_forward` (`ends` unused: every position is returned)."""
+    del ends
+    logits, _ = Llama(cfg, trim_logits=False).apply({"params": params}, tokens, positions=positions,
+                                                    segment_ids=segments)
     logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
     nxt = jnp.concatenate([tokens[:, 1:], tokens[:, -1:]], axis=1)
     top_lp, top_id = jax.lax.top_k(logp, TOP)
@@ -164,33 +165,20 @@ class Scorer:
     def _bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
 
-    def _batch(self, chunk: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = self._bucket(max(len(x) for x in chunk))
-        tokens = np.zeros((self.batch_size, width), np.int32)
-        mask = np.zeros((self.batch_size, width), np.int32)
-        for r, x in enumerate(chunk):
-            tokens[r, :len(x)] = x
-            mask[r, :len(x)] = 1
-        if self.mesh is not None:
-            tokens, mask = jax.device_put(tokens, self._rows), jax.device_put(mask, self._rows)
-        return tokens, mask
-
     def sequence_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per id sequence (at most max_len ids, no truncation): the log-prob of every token after the first given
         the ones before it [n-1], and at each of those positions the TOP most likely tokens' log-probs and ids
         [n-1, TOP]: what `/v1/completions` returns for echo + logprobs."""
-        seqs = [[int(t) for t in s] for s in sequences]
+        seqs = [tuple(int(t) for t in s) for s in sequences]
         for k, s in enumerate(seqs):
             if not 0 < len(s) <= self.max_len:
                 raise ValueError(f"sequence {k}: {len(s)} tokens; expected 1 to {self.max_len}")
-        out = []
-        for i in range(0, len(seqs), self.batch_size):
-            chunk = seqs[i:i + self.batch_size]
-            with jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext():
-                lp, top_lp, top_id = jax.device_get(_forward_top(self.params, *self._batch(chunk), cfg=self.cfg))
-            self.forwards += len(chunk)
-            out += [(lp[r, :len(x) - 1], top_lp[r, :len(x) - 1], top_id[r, :len(x) - 1]) for r, x in enumerate(chunk)]
-        return out
+        got = {}
+        for (lp, top_lp, top_id), starts in self._packed(seqs, _forward_top):
+            for x, r, _, at in starts:
+                end = at + len(x) - 1
+                got[x] = (lp[r, at:end], top_lp[r, at:end], top_id[r, at:end])
+        return [got[x] for x in seqs]
 
     def _width(self, lengths: Sequence[int]) -> int:
         """The row width of inputs no longer than PACK_WIDTH, longest first: their longest one's bucket, or wider
@@ -198,25 +186,23 @@ class Scorer:
         fill = -(-sum(lengths) // self.batch_size)
         return max(self._bucket(lengths[0]), min(self._bucket(min(fill, self.max_len)), PACK_WIDTH))
 
-    def _run(self, inputs: Sequence[tuple[int, ...]], last_only: bool = False) -> dict[tuple[int, ...], tuple]:
-        """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each; last_only: the
-        final log-probs alone (None for the others). Inputs are packed (`pack`): several to a row, each its own
-        segment with positions from 0, so a segment attends only within itself and its values are those it has
-        alone up to XLA's float summation order; rows padded with segment 0."""
+    def _packed(self, inputs: Sequence[tuple[int, ...]], fn):
+        """The unique inputs, longest first, packed (`pack`): several to a row, each its own segment with positions
+        from 0, so a segment attends only within itself and its values are those it has alone up to XLA's float
+        summation order; rows padded with segment 0. Yields, per forward of `fn`, its outputs on the host and
+        (input, row, segment, offset in the row) of each input in it."""
         order = sorted(set(inputs), key=lambda x: (-len(x), x))
         short = [x for x in order if len(x) <= PACK_WIDTH]
         rows = [(self._bucket(len(x)), [x]) for x in order[:len(order) - len(short)]]  # each alone, its bucket
         if short:
             width = self._width([len(x) for x in short])
             rows += [(width, [short[i] for i in row]) for row in pack([len(x) for x in short], width, PACK_SEGMENTS)]
-        out = {}
         for i in range(0, len(rows), self.batch_size):
             width = max(w for w, _ in rows[i:i + self.batch_size])  # a few shapes: the long buckets and one width
-            chunk = [row for _, row in rows[i:i + self.batch_size]]
             tokens, segments, positions = (np.zeros((self.batch_size, width), np.int32) for _ in range(3))
             ends = np.zeros((self.batch_size, PACK_SEGMENTS), np.int32)
             starts = []
-            for r, row in enumerate(chunk):
+            for r, (_, row) in enumerate(rows[i:i + self.batch_size]):
                 at = 0
                 for k, x in enumerate(row):
                     tokens[r, at:at + len(x)], segments[r, at:at + len(x)] = x, k + 1
@@ -224,15 +210,21 @@ class Scorer:
                     ends[r, k] = at + len(x) - 1
                     starts.append((x, r, k, at))
                     at += len(x)
-            fn = _forward_last if last_only else _forward
             arrays = (tokens, segments, positions, ends)
             if self.mesh is None:
                 result = fn(self.params, *arrays, cfg=self.cfg)
             else:
                 with jax.set_mesh(self.mesh):
                     result = fn(self.params, *(jax.device_put(a, self._rows) for a in arrays), cfg=self.cfg)
-            lp, greedy, final = (None, None, jax.device_get(result)) if last_only else jax.device_get(result)
             self.forwards += len(starts)
+            yield jax.device_get(result), starts
+
+    def _run(self, inputs: Sequence[tuple[int, ...]], last_only: bool = False) -> dict[tuple[int, ...], tuple]:
+        """Unique inputs -> (next-token log-probs [n], greedy flags [n], final log-probs [V]) each; last_only: the
+        final log-probs alone (None for the others)."""
+        out = {}
+        for result, starts in self._packed(inputs, _forward_last if last_only else _forward):
+            lp, greedy, final = (None, None, result) if last_only else result
             for x, r, k, at in starts:
                 out[x] = (None, None, final[r, k, :self.cfg.vocab_size]) if last_only else \
                     (lp[r, at:at + len(x)], greedy[r, at:at + len(x)], final[r, k, :self.cfg.vocab_size])
