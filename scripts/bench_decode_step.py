@@ -101,7 +101,8 @@ def main():
     finally:
         decode.grouped_attention = real
     stacked = {**w, "layers": jax.tree.map(lambda *xs: jnp.stack(xs), *w["layers"])}
-    runs["scan"] = timed_step(scan_step, stacked, {n: jnp.stack([c[n] for c in copied()]) for n in ("k", "v")})
+    runs["scan"] = timed_step(scan_step, stacked, {n: jnp.stack([jnp.concatenate(c[n], axis=2) for c in copied()])
+                                                   for n in ("k", "v")})
     runs["floor"] = matmul_floor(cfg, w, args.slots)
     times = {k: [] for k in runs}
     for fn in runs.values():
@@ -113,7 +114,8 @@ def main():
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.gguf or args.preset}, {cfg.dtype}, {args.slots} slots, window {args.window} of "
-          f"{engine.max_len} cache slots, medians of {args.reps}")
+          f"{engine.max_len} cache slots (the step attends blocks {engine.blocks} up to "
+          f"{decode.window_for(engine.blocks, args.window)}), medians of {args.reps}")
     for k, t in med.items():
         print(f"  {k:8s} {t * 1e3:8.2f} ms  {t / med['floor']:.2f}x floor  {t / med['step']:.2f}x step")
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from camel_jax.convert import hf  # noqa: E402
+from camel_jax.infer import decode  # noqa: E402
 from camel_jax.infer.engine import Engine, Request  # noqa: E402
 from camel_jax.model.config import get_preset  # noqa: E402
 from camel_jax.model.llama import init_params  # noqa: E402
@@ -196,11 +197,11 @@ def main():
     for r in reqs:
         engine.submit(Request(r.prompt, args.new, ignore_eos=True))
     engine._fill()
-    window = -(-(args.prompt_len + args.new // 2) // engine.window_block) * engine.window_block
+    window = decode.window_for(engine.blocks, min(max_len, args.prompt_len + args.new // 2))
 
     def step():
         engine.cache, engine.state, tok, *_ = engine._step(engine.weights, engine.cache, engine.state,
-                                                           window=min(window, max_len))
+                                                           window=window)
         jax.block_until_ready(tok)
     floor = matmul_floor(cfg, engine.weights, args.prompts)
     step(), floor()

@@ -2,20 +2,25 @@
 
 Both sides evaluate SmolLM2-135M-Instruct (../shared/data/smollm2, the GGUF dequantized to fp32, the very same
 weights) on CPU over the same tasks and items (`--max_examples` per task) and the same prompts: the prompt strings
-camel_jax wrote in its predictions, under `--protocol paper` (the June-2023 behaviour the peer reproduces). The peer
-is open-instruct's June-2023 loop (open_instruct.md §4.0) on transformers: prompts tokenized without BOS
-(AlpacaFarm with it), left padding, the paper jobs' batch sizes (MMLU 4, GSM 20, BBH 10, TydiQA 20, Codex 32,
-AlpacaFarm 8); MMLU one forward per batch, the choices' next-token log-probs; the rest `model.generate`, greedy or
-Codex's sampling (n passes over the prompts), decoding to EOS or max_new_tokens (the June stopping criteria never
-fired) and truncating at the stop strings afterwards. `--max_new_tokens` caps both sides alike.
+camel_jax wrote in its predictions, under `--protocol paper` by default (the June-2023 behaviour the peer
+reproduces). The peer is open-instruct's June-2023 loop (open_instruct.md §4.0) on transformers: the prompt ids
+camel_jax fed (no BOS but AlpacaFarm's), left padding, the paper jobs' batch sizes (MMLU 4, GSM 20, BBH 10,
+TydiQA 20, Codex 32, AlpacaFarm 8); MMLU one forward per batch, the choices' next-token log-probs; the rest
+`model.generate`, greedy or Codex's sampling (n passes over the prompts), decoding to EOS or max_new_tokens (the
+June stopping criteria never fired) and truncating at the stop strings afterwards. `--protocol fixed` runs both
+sides as open-instruct ran after its July/August-2023 fixes: BOS, and stop strings end decoding (camel_jax per row;
+the peer per batch, a row's stop marking it done and the batch running until its last row stops).
+`--max_new_tokens` caps both sides alike.
 
 Timed: camel_jax's whole command (model load, compilation, decoding, scoring incl. the Codex sandbox) and, as
 `model work`, the sum of its tasks' decode/score wall times; the peer's model work only (no code execution, no
 load). camel_jax decodes all generate settings in one engine queue (evaluate/run.py), so its per-task times are
-each step's time shared by the tokens it gave the task: per-task ratios are indicative, the sums exact. With `--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent
-compilation cache, i.e. what an evaluation costs once its programs are compiled. Greedy outputs are compared.
+each step's time shared by the tokens it gave the task: per-task ratios are indicative, the sums exact. With
+`--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent compilation cache,
+i.e. what an evaluation costs once its programs are compiled. Greedy outputs are compared.
 
     python scripts/bench_evaluate.py [--max_examples 2] [--max_new_tokens 32] [--tasks all] [--warm]
+        [--protocol paper|fixed]
 """
 from __future__ import annotations
 
@@ -55,7 +60,8 @@ def camel_run(ckpt: str, out: str, args) -> float:
     from camel_jax.evaluate.__main__ import main
 
     argv = ["--checkpoint", ckpt, "--out", out, "--tasks", args.tasks, "--max_examples", str(args.max_examples),
-            "--max_new_tokens", str(args.max_new_tokens), "--protocol", "paper", "--chat_format", args.chat_format,
+            "--max_new_tokens", str(args.max_new_tokens), "--protocol", args.protocol,
+            "--chat_format", args.chat_format,
             "--slots", str(args.slots), "--no_progress"]
     if args.data_dir:
         argv += ["--data_dir", args.data_dir]
@@ -75,11 +81,29 @@ def _batches(xs, n):
     return [xs[i:i + n] for i in range(0, len(xs), n)]
 
 
-def peer(hf_dir: str, out: str, names: list[str], cap: int) -> tuple[float, dict]:
-    """open-instruct's June-2023 loop on transformers over camel_jax's saved prompts: (model-work seconds,
-    {task: [texts per record]})."""
+def peer(hf_dir: str, out: str, names: list[str], cap: int, protocol: str) -> tuple[float, dict]:
+    """open-instruct's loop on transformers over camel_jax's saved prompts: (model-work seconds,
+    {task: [texts per record]}). protocol paper: the June-2023 loop (no BOS but AlpacaFarm's, stop strings only
+    cut the text afterwards); fixed: open-instruct after its July/August-2023 fixes (BOS, and a stopping criterion
+    that ends a row at its first stop string: a batch runs until its last row stops)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+    class Stops(StoppingCriteria):
+        def __init__(self, start: int, stops):
+            self.start, self.stops = start, stops
+
+        def __call__(self, input_ids, scores, **kw):
+            texts = tok.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool)
+
+    def encode(batch, recs):
+        """Left-padded ids of the prompts as camel_jax fed them (its BOS when its record counts one more)."""
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in batch]
+        ids = [[tok.bos_token_id] + x if r["prompt_tokens"] == len(x) + 1 else x for x, r in zip(ids, recs)]
+        width = max(map(len, ids))
+        return {"input_ids": torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids]),
+                "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])}
 
     torch.set_num_threads(os.cpu_count())
     tok = AutoTokenizer.from_pretrained(hf_dir, padding_side="left")
@@ -91,25 +115,27 @@ def peer(hf_dir: str, out: str, names: list[str], cap: int) -> tuple[float, dict
         s = registry.SETTINGS[name]
         recs = _records(out, name)
         prompts = [r["prompt"] for r in recs]
-        bos = s.paper_bos  # protocol paper: no BOS but AlpacaFarm's
         t0 = time.perf_counter()
         with torch.inference_mode():
             if s.kind == "choice":
                 ids = recs[0]["choice_ids"]
                 got = []
-                for b in _batches(prompts, BATCH[s.group]):
-                    enc = tok(b, return_tensors="pt", padding=True, add_special_tokens=bos)
+                for b, rb in zip(_batches(prompts, BATCH[s.group]), _batches(recs, BATCH[s.group])):
+                    enc = encode(b, rb)
                     logits = model(**enc).logits[:, -1]
                     got += [s.choices[int(i)] for i in torch.log_softmax(logits, -1)[:, ids].argmax(-1)]
                 texts[name] = got
             else:
                 d = s.decoding
                 reps = [p for _ in range(d.n) for p in prompts]  # Codex: n passes over the prompt list
+                rrecs = [r for _ in range(d.n) for r in recs]
                 outs = []
-                for b in _batches(reps, BATCH[s.group]):
-                    enc = tok(b, return_tensors="pt", padding=True, add_special_tokens=bos)
+                for b, rb in zip(_batches(reps, BATCH[s.group]), _batches(rrecs, BATCH[s.group])):
+                    enc = encode(b, rb)
                     kw = dict(do_sample=True, temperature=d.temperature, top_p=d.top_p) if d.temperature else \
                         dict(do_sample=False)
+                    if protocol == "fixed" and d.stop:
+                        kw["stopping_criteria"] = StoppingCriteriaList([Stops(enc["input_ids"].shape[1], d.stop)])
                     gen = model.generate(**enc, max_new_tokens=min(d.max_new_tokens, cap),
                                          pad_token_id=tok.pad_token_id, **kw)
                     outs += [truncate(t, d.stop) for t in
@@ -130,6 +156,9 @@ def main():
     ap.add_argument("--max_new_tokens", type=int, default=32, help="the generation cap, both sides")
     ap.add_argument("--slots", type=int, default=8, help="camel_jax engine slots")
     ap.add_argument("--chat_format", default="tulu", choices=("tulu", "hf", "none"))
+    ap.add_argument("--protocol", default="paper", choices=("paper", "fixed"),
+                    help="both sides: paper = the June-2023 loop; fixed = BOS, and decoding stops at the stop strings "
+                         "(camel_jax per row, the peer per batch as open-instruct's fixed stopping criterion)")
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--work", default="/tmp/bench_evaluate", help="conversion cache and evaluation folders")
     ap.add_argument("--warm", action="store_true", help="also a second camel_jax run on compiled programs")
@@ -151,7 +180,7 @@ def main():
         wall = camel_run(ckpt, out, args)
         work_s = sum(R.read_json(os.path.join(out, t, R.RUN_FILE))["sessions"][-1]["wall_time_s"] for t in names)
         runs.append((out, wall, work_s))
-    t_peer, theirs = peer(hf_dir, runs[0][0], names, args.max_new_tokens)
+    t_peer, theirs = peer(hf_dir, runs[0][0], names, args.max_new_tokens, args.protocol)
     same = total = 0
     for name in names:
         s = registry.SETTINGS[name]
@@ -160,7 +189,7 @@ def main():
                 total += 1
                 same += (r["answer"] if s.kind == "choice" else r["output"]) == t
     print(f"SmolLM2-135M-Instruct, fp32 CPU ({os.cpu_count()} cores), tasks {args.tasks} ({len(names)} settings), "
-          f"--max_examples {args.max_examples}, --max_new_tokens {args.max_new_tokens}, protocol paper")
+          f"--max_examples {args.max_examples}, --max_new_tokens {args.max_new_tokens}, protocol {args.protocol}")
     print(f"  open-instruct way (transformers, paper batch sizes), model work: {t_peer:.1f} s")
     for n, (_, wall, work_s) in enumerate(runs):
         label = "camel_jax, compiled programs cached" if n else "camel_jax, cold (compiles included)"

@@ -49,6 +49,40 @@ def test_grouped_attention_equals_repeated_kv():
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
 
 
+def _whole(blocks):
+    """One layer's cache blocks joined along the sequence, as numpy."""
+    return np.concatenate([np.asarray(b) for b in blocks], axis=2)
+
+
+def test_cache_blocks_double_up_to_the_largest_and_cover_the_cache():
+    assert decode.cache_blocks(1664) == (128, 128, 256, 512, 640)
+    assert decode.cache_blocks(16, first=16) == (16,) and decode.cache_blocks(100) == (100,)
+    assert decode.cache_blocks(4096) == (128, 128, 256, 512, 1024, 1024, 1024)
+    assert decode.cache_blocks(4096, paged=True) == (4096,)
+    assert [decode.window_for((128, 128, 256, 640), n) for n in (1, 128, 129, 257, 513, 1152)] == \
+        [128, 128, 256, 512, 1152, 1152]
+    with pytest.raises(ValueError, match="add up"):
+        decode.empty_cache(CFG, 2, 64, blocks=(16, 16))
+
+
+def test_a_step_over_blocks_equals_a_step_over_one_buffer(weights):
+    """The same rows (at positions in different blocks, one past the first window) stepped over a cache of one
+    block and over blocks 16/16/32: the same tokens and logits-derived state, and the same cache contents."""
+    _, w = weights
+    rng = np.random.default_rng(3)
+    one = decode.empty_cache(CFG, 3, 64, blocks=(64,))
+    one = [{n: [jnp.asarray(rng.normal(size=c[n][0].shape), jnp.float32)] for n in c} for c in one]
+    split = [{n: [x[:, :, a:b] for a, b in ((0, 16), (16, 32), (32, 64))] for n, (x,) in c.items()} for c in one]
+    state = _state(3, [3, 20, 40], [True, True, True])
+    step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window")
+    c1, s1, t1, *_ = step(w, one, state, window=64)
+    c2, s2, t2, *_ = step(w, split, state, window=decode.window_for((16, 16, 32), 41))
+    assert np.asarray(t1).tolist() == np.asarray(t2).tolist()
+    for a, b in zip(c1, c2):
+        for n in ("k", "v"):
+            np.testing.assert_allclose(_whole(a[n]), _whole(b[n]), atol=1e-6)
+
+
 def _state(slots, lengths, active):
     state = decode.empty_state(slots, 2, 4)
     return {**state, "lengths": jnp.asarray(lengths, jnp.int32), "active": jnp.asarray(active),
@@ -57,16 +91,18 @@ def _state(slots, lengths, active):
 
 def test_a_write_past_the_cache_is_dropped_and_reported(weights):
     _, w = weights
-    cache = [{k: jnp.ones_like(x) for k, x in c.items()} for c in decode.empty_cache(CFG, 2, 16)]
-    before = [{k: np.asarray(x) for k, x in c.items()} for c in cache]
+    cache = [{k: [jnp.ones_like(b) for b in x] for k, x in c.items()} for c in decode.empty_cache(CFG, 2, 16,
+                                                                                                  blocks=(4, 4, 8))]
+    before = [{k: _whole(x) for k, x in c.items()} for c in cache]
     step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window")
-    cache, state, _, done, overflow = step(w, cache, _state(2, [16, 3], [True, True]), window=16)
+    cache, state, _, done, overflow = step(w, cache, _state(2, [16, 5], [True, True]), window=16)
     assert np.asarray(overflow).tolist() == [True, False]
-    assert np.asarray(state["lengths"]).tolist() == [16, 4] and np.asarray(state["active"]).tolist() == [False, True]
+    assert np.asarray(state["lengths"]).tolist() == [16, 6] and np.asarray(state["active"]).tolist() == [False, True]
     for c, b in zip(cache, before):
-        np.testing.assert_array_equal(np.asarray(c["k"])[:, 0], b["k"][:, 0])  # row 0 untouched: the last slot too
-        assert not np.array_equal(np.asarray(c["k"])[:, 1, 3], b["k"][:, 1, 3])  # row 1 written at its position
-        np.testing.assert_array_equal(np.asarray(c["k"])[:, 1, 4:], b["k"][:, 1, 4:])
+        np.testing.assert_array_equal(_whole(c["k"])[:, 0], b["k"][:, 0])  # row 0 untouched: the last slot too
+        assert not np.array_equal(_whole(c["k"])[:, 1, 5], b["k"][:, 1, 5])  # row 1 written at its position
+        np.testing.assert_array_equal(_whole(c["k"])[:, 1, :5], b["k"][:, 1, :5])  # in the second block only
+        np.testing.assert_array_equal(_whole(c["k"])[:, 1, 6:], b["k"][:, 1, 6:])
 
 
 def test_an_insert_outside_the_slots_is_dropped(weights):
@@ -84,20 +120,21 @@ def test_an_insert_outside_the_slots_is_dropped(weights):
     c3, s3, tok3, _ = ins(cache, state, np.int32(1), kv, np.int32(3), logits, request)
     assert np.asarray(s3["active"]).tolist() == [False, True] and int(s3["lengths"][1]) == 3
     assert int(tok3) == int(jnp.argmax(logits)) and int(s3["tokens"][1]) == int(tok3)
-    np.testing.assert_array_equal(np.asarray(c3[0]["k"][:, 1, :16]), np.asarray(kv[0][0]))
+    np.testing.assert_array_equal(_whole(c3[0]["k"])[:, 1, :16], np.asarray(kv[0][0]))
 
 
 def test_the_step_updates_the_donated_cache_in_place(weights):
     _, w = weights
-    cache, state = decode.empty_cache(CFG, 4, 128), _state(4, [5, 0, 9, 2], [True, False, True, True])
+    cache = decode.empty_cache(CFG, 4, 128, blocks=(16, 16, 32, 64))  # blocks past the window pass through
+    state = _state(4, [5, 0, 9, 2], [True, False, True, True])
     step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window", donate_argnums=(1, 2))
     stats = step.lower(w, cache, state, window=16).compile().memory_analysis()
-    cache_bytes = sum(x.nbytes for c in cache for x in c.values())
+    cache_bytes = sum(x.nbytes for x in jax.tree.leaves(cache))
     assert stats.alias_size_in_bytes >= cache_bytes  # every cache buffer is an output aliased to its input
     assert stats.temp_size_in_bytes < cache_bytes / 4  # and no copy of it is made
     new_cache, *_ = step(w, cache, state, window=16)
-    assert all(x.is_deleted() for c in cache for x in c.values())
-    assert new_cache[0]["k"].shape == (CFG.kv_heads, 4, 128, CFG.dim_per_head)
+    assert all(x.is_deleted() for x in jax.tree.leaves(cache))
+    assert [x.shape for x in new_cache[0]["k"]] == [(CFG.kv_heads, 4, n, CFG.dim_per_head) for n in (16, 16, 32, 64)]
 
 
 @pytest.mark.parametrize("t, length, chunk", [(40, 33, 16), (48, 48, 16), (40, 5, 64)])

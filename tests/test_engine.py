@@ -181,8 +181,9 @@ def test_on_a_mesh_equals_one_device(params, one_device, spec):
     eng = _engine(params, slots=4, mesh=mesh)
     out = eng.run([Request(p, 10, ignore_eos=True) for p in PROMPTS] + [SAMPLED])
     assert [o[0].tokens for o in out] == [o[0].tokens for o in one_device]
-    laid = tuple(eng.cache[0]["k"].sharding.spec) + (None,) * 4  # the cache after the steps: kv heads, slots
-    assert laid[:3] == ("mp" if "mp" in spec else None, "dp" if "dp" in spec else None, None)
+    for block in eng.cache[0]["k"]:  # the cache after the steps: kv heads, slots
+        laid = tuple(block.sharding.spec) + (None,) * 4
+        assert laid[:3] == ("mp" if "mp" in spec else None, "dp" if "dp" in spec else None, None)
 
 
 def test_bfloat16_runs(params):

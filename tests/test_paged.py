@@ -64,7 +64,7 @@ def test_the_step_compiles_for_tpu_with_the_paged_kernel():
     cfg = get_preset("tiny-gqa", dtype="bfloat16", hidden_size=512, intermediate_size=256)
     mesh = build_mesh("dp2,mp2", cfg, devices=tpu_devices())
     weights = jax.eval_shape(lambda: decode.serving_weights(init_params(cfg, jax.random.PRNGKey(0)), cfg))
-    cache = jax.eval_shape(lambda: decode.empty_cache(cfg, 4, 256))
+    cache = jax.eval_shape(lambda: decode.empty_cache(cfg, 4, 256, blocks=decode.cache_blocks(256, paged=True)))
     state = jax.eval_shape(lambda: decode.empty_state(4, 2, 4))
 
     def placed(tree, names):
@@ -77,7 +77,7 @@ def test_the_step_compiles_for_tpu_with_the_paged_kernel():
               "layers": [jax.tree.map(lambda s: tuple(s)[1:], specs["layers"],
                                       is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec))] * cfg.num_layers}
     weights = placed(weights, wnames)
-    cache = placed(cache, [{"k": partition.CACHE, "v": partition.CACHE}] * cfg.num_layers)
+    cache = placed(cache, [{"k": [partition.CACHE], "v": [partition.CACHE]}] * cfg.num_layers)
     state = placed(state, {k: ("cache_batch",) + (None,) * (len(v.shape) - 1) for k, v in state.items()})
 
     def step(w, c, s):

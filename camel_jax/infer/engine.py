@@ -101,7 +101,8 @@ def _programs(cfg: LlamaConfig, paged: str):
 
 class Engine:
     """slots: decode rows (a multiple of the mesh's dp). max_len: cache slots per row (prompt + new tokens must
-    fit; default cfg.max_seq_len). window_block: the attended window is the longest row rounded up to this.
+    fit; default cfg.max_seq_len). window_block: the first cache block's size (decode.cache_blocks: then doubling
+    up to decode.MAX_BLOCK); a step attends the blocks holding the longest row present.
     max_stops / stop_len: stop sequences checked on device per row, and their longest length in tokens.
     quantize: None/"none", or "int8" (weight-only, per output channel: infer/quantize.py).
     decode_attention: "auto" (the Pallas paged kernel on TPU when a page size divides max_len and the head dim
@@ -122,12 +123,13 @@ class Engine:
             check_model(dict(mesh.shape), cfg)
             if slots % partition.data_shards(mesh, partition.SERVE_RULES):
                 raise ValueError(f"slots {slots} do not split over the mesh's dp={mesh.shape['dp']}")
-        with self._context():
-            self.weights = decode.serving_weights(params, cfg, mesh, quantize)
-            self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh)
-            self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
         self.decode_attention = _decode_attention(decode_attention, self.max_len, cfg.dim_per_head)
         paged = {"paged": "kernel", "paged_interpret": "interpret"}.get(self.decode_attention, "")
+        self.blocks = decode.cache_blocks(self.max_len, window_block, paged=bool(paged))
+        with self._context():
+            self.weights = decode.serving_weights(params, cfg, mesh, quantize)
+            self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh, self.blocks)
+            self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
         self._prefill, self._insert, self._step, self._release = _programs(cfg, paged)
         self._queue: collections.deque = collections.deque()
         self._requests: list[Request] = []
@@ -220,7 +222,7 @@ class Engine:
         if not live:
             return False
         longest = int(max(self._len[s] for s in live))
-        window = min(self.max_len, -(-(longest + 1) // self.window_block) * self.window_block)
+        window = decode.window_for(self.blocks, min(self.max_len, longest + 1))
         with self._context():
             self.cache, self.state, tok, done, overflow = self._step(self.weights, self.cache, self.state,
                                                                      window=window)
