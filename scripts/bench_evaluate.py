@@ -15,9 +15,10 @@ the peer per batch, a row's stop marking it done and the batch running until its
 Timed: camel_jax's whole command (model load, compilation, decoding, scoring incl. the Codex sandbox) and, as
 `model work`, the sum of its tasks' decode/score wall times; the peer's model work only (no code execution, no
 load). camel_jax decodes all generate settings in one engine queue (evaluate/run.py), so its per-task times are
-each step's time shared by the tokens it gave the task: per-task ratios are indicative, the sums exact. With
-`--warm`, a second camel_jax run into a fresh folder after a first one filled JAX's persistent compilation cache,
-i.e. what an evaluation costs once its programs are compiled. Greedy outputs are compared.
+each step's time shared by the tokens it gave the task: per-task ratios are indicative, the sums exact. camel_jax
+runs as its own process (`python -m camel_jax.evaluate`) with an emptied persistent compilation cache; with
+`--warm`, a second process into a fresh folder loads the programs the first compiled (what every evaluation after
+a machine's first costs: `evaluate` keeps the cache, infer/compile_cache.py). Greedy outputs are compared.
 
     python scripts/bench_evaluate.py [--max_examples 2] [--max_new_tokens 32] [--tasks all] [--warm]
         [--protocol paper|fixed]
@@ -29,6 +30,7 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import time
 
@@ -56,17 +58,18 @@ def convert(work: pathlib.Path, shared: pathlib.Path) -> tuple[str, str]:
     return str(ckpt), str(hf_dir)
 
 
-def camel_run(ckpt: str, out: str, args) -> float:
-    from camel_jax.evaluate.__main__ import main
-
+def camel_run(ckpt: str, out: str, args, cache: str) -> float:
+    """`python -m camel_jax.evaluate` in a process of its own (as a user runs it), JAX's persistent compilation
+    cache in `cache`: the wall time of the whole command."""
     argv = ["--checkpoint", ckpt, "--out", out, "--tasks", args.tasks, "--max_examples", str(args.max_examples),
             "--max_new_tokens", str(args.max_new_tokens), "--protocol", args.protocol,
-            "--chat_format", args.chat_format,
-            "--slots", str(args.slots), "--no_progress"]
+            "--chat_format", args.chat_format, "--slots", str(args.slots), "--no_progress", "--compile_cache", cache]
     if args.data_dir:
         argv += ["--data_dir", args.data_dir]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     t0 = time.perf_counter()
-    if main(argv) != 0:
+    if subprocess.run([sys.executable, "-m", "camel_jax.evaluate", *argv], env=env).returncode != 0:
         raise SystemExit("camel_jax.evaluate failed")
     return time.perf_counter() - t0
 
@@ -168,16 +171,13 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     ckpt, hf_dir = convert(work, shared)
     names = [s.name for s in registry.resolve(args.tasks)]
-    if args.warm:
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", str(work / "jax_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    cache = work / "jax_cache"  # emptied: the first run compiles everything, a --warm second run loads it all
+    shutil.rmtree(cache, ignore_errors=True)
     runs = []
     for n in range(2 if args.warm else 1):
         out = str(work / f"camel_{n}")
         shutil.rmtree(out, ignore_errors=True)
-        wall = camel_run(ckpt, out, args)
+        wall = camel_run(ckpt, out, args, str(cache))
         work_s = sum(R.read_json(os.path.join(out, t, R.RUN_FILE))["sessions"][-1]["wall_time_s"] for t in names)
         runs.append((out, wall, work_s))
     t_peer, theirs = peer(hf_dir, runs[0][0], names, args.max_new_tokens, args.protocol)
@@ -192,7 +192,8 @@ def main():
           f"--max_examples {args.max_examples}, --max_new_tokens {args.max_new_tokens}, protocol {args.protocol}")
     print(f"  open-instruct way (transformers, paper batch sizes), model work: {t_peer:.1f} s")
     for n, (_, wall, work_s) in enumerate(runs):
-        label = "camel_jax, compiled programs cached" if n else "camel_jax, cold (compiles included)"
+        label = "camel_jax, a second process (programs from the disk cache)" if n else \
+            "camel_jax, cold (compiles included)"
         print(f"  {label}: whole command {wall:.1f} s (ratio {t_peer / wall:.2f}x), model work {work_s:.1f} s "
               f"(ratio {t_peer / work_s:.2f}x)")
     print(f"  identical greedy answers/outputs: {same}/{total}")

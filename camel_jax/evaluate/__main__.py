@@ -78,6 +78,8 @@ def _run_parser():
                     help="cap every generation's budget (smoke runs; recorded, and a rerun must match)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     ap.add_argument("--no_progress", action="store_true", help="no progress bars")
+    ap.add_argument("--compile_cache", default=None, help="JAX's persistent compilation cache, kept across runs: a "
+                    "folder, or none (default: $CAMEL_JAX_COMPILE_CACHE, else ~/.cache/camel_jax/xla)")
     score_options.add_flags(ap)
     return ap
 

@@ -302,6 +302,12 @@ def evaluate(args) -> int:
         mesh = build_mesh(args.mesh, cfg)
     identity = _identity(args)
     R.check_identity(args.out, identity)
+    from camel_jax.infer import compile_cache
+
+    try:
+        compile_cache.enable(getattr(args, "compile_cache", None))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     tokenizer = load_tokenizer(tok_dir)
     bos = tokenizer.bos_id is not None and tokenizer.bos_id >= 0
     tasks = []
