@@ -150,6 +150,30 @@ def test_bad_requests_are_refused(params):
         eng.insert(1, rid, 0)
 
 
+def test_compaction_runs_the_last_rows_alone_and_grows_back(params):
+    """One long answer among short ones: once the queue is empty it runs in a batch of 1 (then in 4 slots again
+    when three requests queue), with every token what an engine that never compacts gives."""
+    reqs = [Request(PROMPTS[0], 30, ignore_eos=True)] + [Request(p, 3, ignore_eos=True) for p in PROMPTS[1:]] + \
+        [SAMPLED]
+    plain = _engine(params, slots=4, compact=False).run(reqs)
+    eng = _engine(params, slots=4)
+    assert eng.row_counts == (4, 2, 1)
+    for r in reqs:
+        eng.submit(r)
+    rows = []
+    while eng.step():
+        rows.append(eng.rows)
+    assert rows[0] == 4 and rows[-1] == 1 and rows == sorted(rows, reverse=True)
+    assert [[c.tokens for c in o] for o in eng.run()] == [[c.tokens for c in o] for o in plain]
+    late = [Request(p, 5 + i, ignore_eos=True) for i, p in enumerate(PROMPTS)]
+    ids = [eng.submit(r) for r in late]
+    eng.step()
+    assert eng.rows == 4  # grown back for the three queued requests
+    while eng.step():
+        pass
+    assert [eng.results(i)[0].tokens for i in ids] == [o[0].tokens for o in _engine(params, slots=1).run(late)]
+
+
 def test_sampling_parameters_compile_nothing_new(params):
     eng = _engine(params, slots=3)
     programs = (eng._step, eng._prefill, eng._insert)  # shared by the module's engines of this config

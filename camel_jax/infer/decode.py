@@ -126,6 +126,26 @@ def empty_state(slots: int, max_stops: int, stop_len: int, mesh: jax.sharding.Me
     return {k: _place(v, P("cache_batch"), mesh, v.dtype) for k, v in state.items()}
 
 
+def _rows_spec(x) -> tuple:  # a state array's: rows as the cache's
+    return ("cache_batch",) + (None,) * (x.ndim - 1)
+
+
+def take_rows(cache: list, state: dict, rows: jax.Array):
+    """The cache and state of slots `rows` only, in that order (the engine's compaction: once the queue is empty
+    and few rows are left, the step runs on a batch of those alone; each row's values are unchanged)."""
+    return jax.tree.map(lambda x: constrain(jnp.take(x, rows, axis=1), CACHE), cache), \
+        jax.tree.map(lambda x: constrain(x[rows], _rows_spec(x)), state)
+
+
+def pad_rows(cache: list, state: dict, empty: dict):
+    """The cache and state grown back to the rows of `empty` (an empty_state): the current rows first, the new ones
+    free (their cache zero, their state empty's)."""
+    n = jax.tree.leaves(empty)[0].shape[0]
+    cache = jax.tree.map(lambda x: constrain(jnp.zeros(x.shape[:1] + (n,) + x.shape[2:], x.dtype)
+                                             .at[:, :x.shape[1]].set(x), CACHE), cache)
+    return cache, jax.tree.map(lambda e, x: constrain(e.at[:x.shape[0]].set(x), _rows_spec(e)), empty, state)
+
+
 def _rms(x, scale, cfg: LlamaConfig):
     xf = x.astype(jnp.float32)
     xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + cfg.rms_norm_eps)
