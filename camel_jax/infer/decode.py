@@ -97,9 +97,14 @@ def cache_blocks(max_len: int, first: int = 128, paged: bool = False) -> tuple[i
     return tuple(sizes)
 
 
+def blocks_for(blocks: Sequence[int], n: int) -> int:
+    """How many leading blocks hold n slots (n <= sum(blocks)): the blocks a step attends."""
+    return int(np.searchsorted(np.cumsum(blocks), n)) + 1
+
+
 def window_for(blocks: Sequence[int], n: int) -> int:
     """The smallest block edge holding n slots (n <= sum(blocks)): the window a step attends."""
-    return next(int(e) for e in np.cumsum(blocks) if e >= n)
+    return int(np.cumsum(blocks)[blocks_for(blocks, n) - 1])
 
 
 def empty_cache(cfg: LlamaConfig, slots: int, max_len: int, mesh: jax.sharding.Mesh | None = None,
@@ -319,7 +324,7 @@ def decode_step(weights: dict, cache: list, state: dict, *, cfg: LlamaConfig, wi
     pos, live = state["lengths"], state["active"]
     overflow = live & (pos >= s)
     live = live & ~overflow
-    nblocks = len(sizes) if paged else next(i + 1 for i, e in enumerate(edges[1:]) if e >= min(window, s))
+    nblocks = len(sizes) if paged else blocks_for(sizes, min(window, s))
     rows = jnp.arange(b, dtype=jnp.int32)
     valid = jnp.arange(int(edges[nblocks]), dtype=jnp.int32)[None] <= pos[:, None]
     new_cache = []

@@ -128,8 +128,7 @@ class Engine:
         self.cfg, self.slots, self.mesh, self.tokenizer = cfg, slots, mesh, tokenizer
         self.max_len = max_len or cfg.max_seq_len
         self.eos_id = eos_id if eos_id is not None else (tokenizer.eos_id if tokenizer else cfg.eos_token_id)
-        self.window_block, self.min_bucket, self.max_stops, self.stop_len = window_block, min_bucket, max_stops, \
-            stop_len
+        self.min_bucket, self.max_stops, self.stop_len = min_bucket, max_stops, stop_len
         if mesh is not None:
             check_model(dict(mesh.shape), cfg)
             if slots % partition.data_shards(mesh, partition.SERVE_RULES):
