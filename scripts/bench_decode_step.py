@@ -9,7 +9,7 @@ alike) on the same slots (all active, prompts of `--prompt_len`, attending over 
   * floor      its weight matmuls alone (bench_engine.matmul_floor).
 
     python scripts/bench_decode_step.py [--preset bench-58m | --gguf FILE] [--slots 8] [--prompt_len 256]
-        [--window 384] [--max_len 384] [--reps 15]
+        [--window 384] [--max_len 384] [--reps 15] [--window_block 128]
 """
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ def main():
     ap.add_argument("--max_len", type=int, help="cache slots per row (default: the window); a serving engine's "
                     "cache is longer than the window it attends")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--window_block", type=int, default=128, help="the engine's first cache block (its default)")
     args = ap.parse_args()
     cfg, params, _ = models(args)
-    engine = Engine(params, cfg, slots=args.slots, max_len=args.max_len or args.window)
+    engine = Engine(params, cfg, slots=args.slots, max_len=args.max_len or args.window,
+                    window_block=args.window_block)
     rng = np.random.RandomState(0)
     for _ in range(args.slots):
         engine.submit(Request(rng.randint(3, cfg.vocab_size, args.prompt_len).tolist(), args.window - args.prompt_len,
@@ -95,14 +97,15 @@ def main():
 
     runs["step"] = timed_step(decode.decode_step, w, copied())
     real = decode.grouped_attention
-    decode.grouped_attention = lambda q, k, v, valid: q  # traced once, below, then restored
+    decode.grouped_attention = lambda q, k, v, valid, kt=False: q  # traced once, below, then restored
     try:
         runs["no_attn"] = timed_step(decode.decode_step, w, copied())
     finally:
         decode.grouped_attention = real
     stacked = {**w, "layers": jax.tree.map(lambda *xs: jnp.stack(xs), *w["layers"])}
-    runs["scan"] = timed_step(scan_step, stacked, {n: jnp.stack([jnp.concatenate(c[n], axis=2) for c in copied()])
-                                                   for n in ("k", "v")})
+    runs["scan"] = timed_step(scan_step, stacked, {  # the engine's keys are [KV, B, hd, S] (decode.py's kt)
+        n: jnp.stack([jnp.concatenate(c[n], axis=3).swapaxes(2, 3) if n == "k" else jnp.concatenate(c[n], axis=2)
+                      for c in copied()]) for n in ("k", "v")})
     runs["floor"] = matmul_floor(cfg, w, args.slots)
     times = {k: [] for k in runs}
     for fn in runs.values():

@@ -47,10 +47,14 @@ def test_grouped_attention_equals_repeated_kv():
     ref = dot_attention(q[:, None], k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), valid[:, None, None, :])[:, 0]
     out = decode.grouped_attention(q, k.transpose(1, 0, 2, 3), v.transpose(1, 0, 2, 3), valid)  # the cache's [KV, B]
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
+    kt = decode.grouped_attention(q, k.transpose(1, 0, 3, 2), v.transpose(1, 0, 2, 3), valid, kt=True)  # k [hd, S]
+    np.testing.assert_allclose(np.asarray(kt), np.asarray(ref), atol=1e-6)
 
 
-def _whole(blocks):
-    """One layer's cache blocks joined along the sequence, as numpy."""
+def _whole(blocks, name="v"):
+    """One layer's cache blocks joined along the sequence, as numpy [KV, B, S, hd] (the keys' kt layout undone)."""
+    if name == "k":
+        return np.concatenate([np.asarray(b) for b in blocks], axis=3).swapaxes(2, 3)
     return np.concatenate([np.asarray(b) for b in blocks], axis=2)
 
 
@@ -72,7 +76,8 @@ def test_a_step_over_blocks_equals_a_step_over_one_buffer(weights):
     rng = np.random.default_rng(3)
     one = decode.empty_cache(CFG, 3, 64, blocks=(64,))
     one = [{n: [jnp.asarray(rng.normal(size=c[n][0].shape), jnp.float32)] for n in c} for c in one]
-    split = [{n: [x[:, :, a:b] for a, b in ((0, 16), (16, 32), (32, 64))] for n, (x,) in c.items()} for c in one]
+    split = [{n: [x[..., a:b] if n == "k" else x[:, :, a:b] for a, b in ((0, 16), (16, 32), (32, 64))]
+              for n, (x,) in c.items()} for c in one]  # k [KV, B, hd, S]: split along its last dim
     state = _state(3, [3, 20, 40], [True, True, True])
     step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window")
     c1, s1, t1, *_ = step(w, one, state, window=64)
@@ -80,7 +85,7 @@ def test_a_step_over_blocks_equals_a_step_over_one_buffer(weights):
     assert np.asarray(t1).tolist() == np.asarray(t2).tolist()
     for a, b in zip(c1, c2):
         for n in ("k", "v"):
-            np.testing.assert_allclose(_whole(a[n]), _whole(b[n]), atol=1e-6)
+            np.testing.assert_allclose(_whole(a[n], n), _whole(b[n], n), atol=1e-6)
 
 
 def _state(slots, lengths, active):
@@ -93,16 +98,16 @@ def test_a_write_past_the_cache_is_dropped_and_reported(weights):
     _, w = weights
     cache = [{k: [jnp.ones_like(b) for b in x] for k, x in c.items()} for c in decode.empty_cache(CFG, 2, 16,
                                                                                                   blocks=(4, 4, 8))]
-    before = [{k: _whole(x) for k, x in c.items()} for c in cache]
+    before = [{k: _whole(x, k) for k, x in c.items()} for c in cache]
     step = jax.jit(functools.partial(decode.decode_step, cfg=CFG), static_argnames="window")
     cache, state, _, done, overflow = step(w, cache, _state(2, [16, 5], [True, True]), window=16)
     assert np.asarray(overflow).tolist() == [True, False]
     assert np.asarray(state["lengths"]).tolist() == [16, 6] and np.asarray(state["active"]).tolist() == [False, True]
     for c, b in zip(cache, before):
-        np.testing.assert_array_equal(_whole(c["k"])[:, 0], b["k"][:, 0])  # row 0 untouched: the last slot too
-        assert not np.array_equal(_whole(c["k"])[:, 1, 5], b["k"][:, 1, 5])  # row 1 written at its position
-        np.testing.assert_array_equal(_whole(c["k"])[:, 1, :5], b["k"][:, 1, :5])  # in the second block only
-        np.testing.assert_array_equal(_whole(c["k"])[:, 1, 6:], b["k"][:, 1, 6:])
+        np.testing.assert_array_equal(_whole(c["k"], "k")[:, 0], b["k"][:, 0])  # row 0 untouched: the last slot too
+        assert not np.array_equal(_whole(c["k"], "k")[:, 1, 5], b["k"][:, 1, 5])  # row 1 written at its position
+        np.testing.assert_array_equal(_whole(c["k"], "k")[:, 1, :5], b["k"][:, 1, :5])  # in the second block only
+        np.testing.assert_array_equal(_whole(c["k"], "k")[:, 1, 6:], b["k"][:, 1, 6:])
 
 
 def test_an_insert_outside_the_slots_is_dropped(weights):
@@ -120,7 +125,7 @@ def test_an_insert_outside_the_slots_is_dropped(weights):
     c3, s3, tok3, _ = ins(cache, state, np.int32(1), kv, np.int32(3), logits, request)
     assert np.asarray(s3["active"]).tolist() == [False, True] and int(s3["lengths"][1]) == 3
     assert int(tok3) == int(jnp.argmax(logits)) and int(s3["tokens"][1]) == int(tok3)
-    np.testing.assert_array_equal(_whole(c3[0]["k"])[:, 1, :16], np.asarray(kv[0][0]))
+    np.testing.assert_array_equal(_whole(c3[0]["k"], "k")[:, 1, :16], np.asarray(kv[0][0]))
 
 
 def test_the_step_updates_the_donated_cache_in_place(weights):
@@ -134,7 +139,8 @@ def test_the_step_updates_the_donated_cache_in_place(weights):
     assert stats.temp_size_in_bytes < cache_bytes / 4  # and no copy of it is made
     new_cache, *_ = step(w, cache, state, window=16)
     assert all(x.is_deleted() for x in jax.tree.leaves(cache))
-    assert [x.shape for x in new_cache[0]["k"]] == [(CFG.kv_heads, 4, n, CFG.dim_per_head) for n in (16, 16, 32, 64)]
+    assert [x.shape for x in new_cache[0]["k"]] == [(CFG.kv_heads, 4, CFG.dim_per_head, n) for n in (16, 16, 32, 64)]
+    assert [x.shape for x in new_cache[0]["v"]] == [(CFG.kv_heads, 4, n, CFG.dim_per_head) for n in (16, 16, 32, 64)]
 
 
 @pytest.mark.parametrize("t, length, chunk", [(40, 33, 16), (48, 48, 16), (40, 5, 64)])

@@ -215,3 +215,26 @@ def test_bfloat16_runs(params):
     out = _engine(params, cfg, slots=2).run([Request(p, 8, ignore_eos=True) for p in PROMPTS])
     assert [o[0].tokens for o in out] == [greedy_generate(params, cfg, [p], 8, eos_id=-1)[0] for p in PROMPTS]
     assert _engine(params, cfg).weights["layers"][0]["attn"]["q"]["kernel"].dtype == np.dtype("bfloat16")
+
+
+def test_programs_from_the_disk_store_run_untraced_and_give_the_same_tokens(params, tmp_path):
+    """A second process's engine (fresh programs: engine._programs unwrapped) loads every executable the first
+    stored (compile_cache.StoredJit) and decodes the very same tokens."""
+    from camel_jax.infer import compile_cache, engine
+
+    saved, compile_cache._PROGRAMS[0] = compile_cache._PROGRAMS[0], str(tmp_path)
+    reqs = [Request(p, 6, ignore_eos=True) for p in PROMPTS] + [SAMPLED]
+    outs, programs = [], []
+    try:
+        for _ in range(2):
+            eng = _engine(params, slots=2)
+            fresh = engine._programs.__wrapped__(CFG, "")
+            eng._prefill, eng._insert, eng._step, eng._release, eng._take, eng._pad = fresh
+            outs.append(eng.run(reqs))
+            programs.append(fresh)
+    finally:
+        compile_cache._PROGRAMS[0] = saved
+    assert outs[0] == outs[1]
+    stored = sum(p.stored for p in programs[0])
+    assert stored >= 4 and sum(p.loaded for p in programs[0]) == 0  # prefill/insert per bucket, steps, release...
+    assert sum(p.loaded for p in programs[1]) == stored and sum(p.stored for p in programs[1]) == 0

@@ -64,7 +64,8 @@ def test_the_step_compiles_for_tpu_with_the_paged_kernel():
     cfg = get_preset("tiny-gqa", dtype="bfloat16", hidden_size=512, intermediate_size=256)
     mesh = build_mesh("dp2,mp2", cfg, devices=tpu_devices())
     weights = jax.eval_shape(lambda: decode.serving_weights(init_params(cfg, jax.random.PRNGKey(0)), cfg))
-    cache = jax.eval_shape(lambda: decode.empty_cache(cfg, 4, 256, blocks=decode.cache_blocks(256, paged=True)))
+    cache = jax.eval_shape(lambda: decode.empty_cache(cfg, 4, 256, blocks=decode.cache_blocks(256, paged=True),
+                                                      kt=False))  # the kernel's [S, hd] pages
     state = jax.eval_shape(lambda: decode.empty_state(4, 2, 4))
 
     def placed(tree, names):

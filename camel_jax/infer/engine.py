@@ -34,6 +34,7 @@ from camel_jax.model import partition
 from camel_jax.model.config import LlamaConfig
 from camel_jax.model.mesh import check_model
 from camel_jax.infer import decode
+from camel_jax.infer.compile_cache import StoredJit
 from camel_jax.infer.paged import PAGE_SIZES, page_size
 from camel_jax.infer.sampling import request_key
 
@@ -91,14 +92,18 @@ def _programs(cfg: LlamaConfig, paged: str):
     """The jitted prefill, insert, step and release for one model config (and decode attention), shared by every
     Engine of the process: jit's cache then keys compiled programs by shapes, shardings and mesh alone, so a second
     engine of the same model (an evaluation's rerun, a test) reuses what the first compiled instead of compiling it
-    all again."""
-    return (jax.jit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES)),
-            jax.jit(_ruled(functools.partial(decode.insert, cfg=cfg), partition.SERVE_RULES), donate_argnums=(0, 1)),
-            jax.jit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged), partition.SERVE_RULES),
-                    static_argnames="window", donate_argnums=(1, 2)),
-            jax.jit(_release, donate_argnums=0),
-            jax.jit(_ruled(decode.take_rows, partition.SERVE_RULES)),  # new shapes: nothing to donate into
-            jax.jit(_ruled(decode.pad_rows, partition.SERVE_RULES)))
+    all again. Each keeps its executables on disk too when a compile cache is on (compile_cache.StoredJit: a
+    warm process then neither traces nor lowers them)."""
+    ident = repr((cfg, paged))
+    return (StoredJit(_ruled(functools.partial(decode.prefill, cfg=cfg), partition.PREFILL_RULES), "prefill",
+                      ident),
+            StoredJit(_ruled(functools.partial(decode.insert, cfg=cfg, kt=not paged), partition.SERVE_RULES),
+                      "insert", ident, donate_argnums=(0, 1)),
+            StoredJit(_ruled(functools.partial(decode.decode_step, cfg=cfg, paged=paged), partition.SERVE_RULES),
+                      "step", ident, static_argnames="window", donate_argnums=(1, 2)),
+            StoredJit(_release, "release", donate_argnums=0),
+            StoredJit(_ruled(decode.take_rows, partition.SERVE_RULES), "take_rows"),  # new shapes: no donation
+            StoredJit(_ruled(decode.pad_rows, partition.SERVE_RULES), "pad_rows"))
 
 
 def row_counts(slots: int, shards: int = 1) -> tuple[int, ...]:
@@ -138,7 +143,7 @@ class Engine:
         self.blocks = decode.cache_blocks(self.max_len, window_block, paged=bool(paged))
         with self._context():
             self.weights = decode.serving_weights(params, cfg, mesh, quantize)
-            self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh, self.blocks)
+            self.cache = decode.empty_cache(cfg, slots, self.max_len, mesh, self.blocks, kt=not paged)
             self.state = decode.empty_state(slots, max_stops, stop_len, mesh)
         self._prefill, self._insert, self._step, self._release, self._take, self._pad = _programs(cfg, paged)
         shards = partition.data_shards(mesh, partition.SERVE_RULES) if mesh is not None else 1
